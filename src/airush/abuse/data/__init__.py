@@ -1,0 +1,30 @@
+"""The event-log schema every abuse data source produces.
+
+events (one row per input event, sorted by session_id then t_ms):
+    session_id int64 · t_ms float64 (ms from session start) · event category (EVENT_KINDS)
+    key int16 (virtual key code, -1 for mouse events) · x, y float32 (screen px, NaN for key events)
+    button category (BUTTONS; "none" for moves and key events)
+sessions (one row per session):
+    session_id int64 · user_id int64 (the account) · label int8 (1 = bot/intruder) · kind str ("human" or a bot kind)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+EVENT_KINDS = ("key_down", "key_up", "move", "button_down", "button_up", "drag", "wheel")
+KEY_EVENTS = ("key_down", "key_up")
+BUTTONS = ("none", "left", "right", "middle")
+HUMAN = "human"
+
+
+@dataclass
+class EventLog:
+    events: pd.DataFrame
+    sessions: pd.DataFrame
+
+    @property
+    def n_events(self) -> int:
+        return len(self.events)

@@ -1,0 +1,208 @@
+"""Session features from raw keyboard and mouse events, computed for all sessions of a chunk at once.
+
+Units: times in ms, distances in px, speeds in px/ms. Every feature is NaN when a session has nothing to
+measure it on (no key presses, a single mouse move, ...); LightGBM handles NaN natively.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from airush.abuse.data import EVENT_KINDS
+from airush.grouped import (
+    group_count,
+    group_entropy,
+    group_mean,
+    group_mode_share,
+    group_quantiles,
+    group_std,
+    paired_next,
+)
+
+QS = (0.1, 0.5, 0.9)
+TYPING_PAUSE_MS = 2000.0  # a longer key-down gap ends a typing burst
+MOUSE_PAUSE_MS = 300.0  # a longer gap between mouse events ends a stroke
+TELEPORT_PX = 250.0  # one sampled step longer than this is a jump no hand makes in ~16 ms
+CHUNK_EVENTS = 4_000_000  # bounded memory: sessions are processed in chunks of about this many events
+
+_CODE = {name: i for i, name in enumerate(EVENT_KINDS)}
+
+
+@dataclass
+class SessionFeatures:
+    keyboard: bool = True
+    mouse: bool = True
+
+    def transform(self, events: pd.DataFrame, session_ids: np.ndarray, bar=None) -> pd.DataFrame:
+        """One row per id in `session_ids` (sorted, unique); events must be sorted by session_id, t_ms."""
+        from airush.errors import ConfigError
+
+        if not (self.keyboard or self.mouse):
+            raise ConfigError("features: enable keyboard, mouse or both")
+        sid = events["session_id"].to_numpy()
+        bounds = chunk_bounds(sid, session_ids, CHUNK_EVENTS)
+        frames = []
+        for lo, hi, s_lo, s_hi in bounds:
+            frames.append(self._chunk(events.iloc[lo:hi], session_ids[s_lo:s_hi]))
+            if bar is not None:
+                bar.advance()
+        return pd.concat(frames) if frames else pd.DataFrame(index=pd.Index(session_ids, name="session_id"))
+
+    def n_chunks(self, events: pd.DataFrame, session_ids: np.ndarray) -> int:
+        return len(chunk_bounds(events["session_id"].to_numpy(), session_ids, CHUNK_EVENTS))
+
+    def _chunk(self, events: pd.DataFrame, session_ids: np.ndarray) -> pd.DataFrame:
+        n = len(session_ids)
+        group = np.searchsorted(session_ids, events["session_id"].to_numpy())
+        code = event_codes(events["event"])
+        t = events["t_ms"].to_numpy(np.float64)
+        features: dict[str, np.ndarray] = {}
+        duration = _group_span(t, group, n)
+        features["duration_s"] = duration / 1000.0
+        features["events_per_s"] = group_count(group, n) / np.maximum(duration / 1000.0, 1e-3)
+        if self.keyboard:
+            features |= keyboard_features(group, n, code, t, events["key"].to_numpy())
+        if self.mouse:
+            x = events["x"].to_numpy(np.float64)
+            y = events["y"].to_numpy(np.float64)
+            button = events["button"].cat.codes.to_numpy() if hasattr(events["button"], "cat") else events["button"].to_numpy()
+            features |= mouse_features(group, n, code, t, x, y, button)
+        return pd.DataFrame(features, index=pd.Index(session_ids, name="session_id"))
+
+
+def chunk_bounds(sid: np.ndarray, session_ids: np.ndarray, chunk_events: int) -> list[tuple[int, int, int, int]]:
+    """(event lo, event hi, session lo, session hi) per chunk; chunks never split a session."""
+    starts = np.searchsorted(sid, session_ids, side="left")
+    out, s_lo = [], 0
+    while s_lo < len(session_ids):
+        target = starts[s_lo] + chunk_events
+        s_hi = max(s_lo + 1, int(np.searchsorted(starts, target, side="right")) - 1)
+        s_hi = min(s_hi, len(session_ids))
+        hi = starts[s_hi] if s_hi < len(session_ids) else len(sid)
+        out.append((int(starts[s_lo]), int(hi), s_lo, s_hi))
+        s_lo = s_hi
+    return out
+
+
+def event_codes(event: pd.Series) -> np.ndarray:
+    """EVENT_KINDS index of each event, whatever the category order of the column."""
+    if isinstance(event.dtype, pd.CategoricalDtype):
+        lookup = np.array([_CODE.get(c, -1) for c in event.cat.categories], dtype=np.int8)
+        return lookup[event.cat.codes.to_numpy()]
+    return event.map(_CODE).fillna(-1).to_numpy(np.int8)
+
+
+def _group_span(t: np.ndarray, group: np.ndarray, n: int) -> np.ndarray:
+    hi = np.full(n, -np.inf)
+    lo = np.full(n, np.inf)
+    np.maximum.at(hi, group, t)
+    np.minimum.at(lo, group, t)
+    return np.where(np.isfinite(hi), hi - lo, np.nan)
+
+
+def _describe(out: dict, name: str, values: np.ndarray, group: np.ndarray, n: int, quantiles=QS) -> None:
+    out[f"{name}_mean"] = group_mean(values, group, n)
+    out[f"{name}_std"] = group_std(values, group, n)
+    for q, row in zip(quantiles, group_quantiles(values, group, n, quantiles), strict=True):
+        out[f"{name}_p{round(q * 100)}"] = row
+
+
+def _consecutive(rows: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of consecutive rows (in `rows` order) that belong to the same group."""
+    same = group[rows[1:]] == group[rows[:-1]]
+    return rows[:-1][same], rows[1:][same]
+
+
+def keyboard_features(group, n, code, t, key) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    down, up = code == _CODE["key_down"], code == _CODE["key_up"]
+    press, release = paired_next(down, up, (group, key), t)
+    hold = t[release] - t[press]
+    _describe(out, "key_hold", hold, group[press], n)
+    released_at = np.full(len(t), np.nan)
+    released_at[press] = t[release]
+
+    a, b = _consecutive(np.flatnonzero(down), group)
+    dd = t[b] - t[a]
+    in_burst = dd < TYPING_PAUSE_MS
+    g = group[b]
+    _describe(out, "key_dd", dd[in_burst], g[in_burst], n)
+    ud = t[b] - released_at[a]
+    ok = in_burst & np.isfinite(ud)
+    _describe(out, "key_ud", ud[ok], g[ok], n, quantiles=(0.5,))
+    out["key_rollover_rate"] = group_mean((ud[ok] < 0).astype(np.float64), g[ok], n)
+    out["key_per_s"] = 1000.0 / out["key_dd_mean"]
+    out["key_dd_cv"] = out["key_dd_std"] / out["key_dd_mean"]
+    out["key_dd_mode_share"] = group_mode_share(np.rint(dd[in_burst]).astype(np.int64), g[in_burst], n)
+    out["key_hold_mode_share"] = group_mode_share(np.rint(hold).astype(np.int64), group[press], n)
+    out["key_dd_entropy"] = group_entropy((dd[in_burst] // 10).astype(np.int64), g[in_burst], n)
+    out["key_presses"] = group_count(group[down], n)
+    out["key_pauses"] = group_count(g[~in_burst], n)
+    return out
+
+
+def mouse_features(group, n, code, t, x, y, button) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    moving = (code == _CODE["move"]) | (code == _CODE["drag"])
+    a, b = _consecutive(np.flatnonzero(moving), group)
+    dx, dy, dt = x[b] - x[a], y[b] - y[a], t[b] - t[a]
+    step = np.hypot(dx, dy)
+    g = group[b]
+    timed = dt > 0
+    speed = np.where(timed, step / np.where(timed, dt, 1.0), np.nan)
+    ok = np.isfinite(speed)
+    _describe(out, "mouse_speed", speed[ok], g[ok], n)
+    out["mouse_teleport_rate"] = group_mean((step > TELEPORT_PX).astype(np.float64), g, n)
+    out["mouse_dt_mode_share"] = group_mode_share(np.rint(dt).astype(np.int64), g, n)
+    out["mouse_step_mode_share"] = group_mode_share(np.rint(step).astype(np.int64), g, n)
+    out["mouse_dt_cv"] = group_std(dt, g, n) / group_mean(dt, g, n)
+    out["mouse_pauses_per_min"] = group_count(g[dt > MOUSE_PAUSE_MS], n) / np.maximum(
+        _group_span(t, group, n) / 60000.0, 1e-3
+    )
+
+    # derivatives over consecutive steps of the same session (steps are in time order)
+    s = np.flatnonzero(ok)
+    p, q = s[:-1], s[1:]
+    same = g[p] == g[q]
+    p, q = p[same], q[same]
+    dt_mid = (dt[p] + dt[q]) / 2.0
+    accel = (speed[q] - speed[p]) / dt_mid
+    _describe(out, "mouse_accel", np.abs(accel), g[q], n, quantiles=(0.5, 0.9))
+    p2, q2 = p[1:], p[:-1]  # consecutive accelerations share their middle step
+    chain = q[:-1] == p[1:]
+    jerk = (accel[1:] - accel[:-1])[chain] / dt[p2[chain]]
+    out["mouse_jerk_mean"] = group_mean(np.abs(jerk), g[q2[chain]], n)
+
+    moved = step > 0
+    angle = np.arctan2(dy, dx)
+    m = np.flatnonzero(moved)
+    mp, mq = m[:-1], m[1:]
+    same = g[mp] == g[mq]
+    mp, mq = mp[same], mq[same]
+    turn = np.angle(np.exp(1j * (angle[mq] - angle[mp])))
+    _describe(out, "mouse_turn", np.abs(turn), g[mq], n, quantiles=(0.5,))
+    out["mouse_curvature_mean"] = group_mean(np.abs(turn) / step[mq], g[mq], n)
+
+    # strokes: runs of moves without a pause; straightness = chord / path length
+    breaks = np.r_[True, (g[1:] != g[:-1]) | (dt[1:] > MOUSE_PAUSE_MS)] if len(g) else np.empty(0, bool)
+    stroke = np.cumsum(breaks) - 1
+    if len(stroke):
+        n_strokes = stroke[-1] + 1
+        path = np.bincount(stroke, weights=step, minlength=n_strokes)
+        first_row, last_row = a[breaks], b[np.r_[np.flatnonzero(breaks)[1:] - 1, len(b) - 1]]
+        chord = np.hypot(x[last_row] - x[first_row], y[last_row] - y[first_row])
+        real = path > 20.0
+        _describe(out, "mouse_straightness", (chord / np.maximum(path, 1e-9))[real], g[breaks][real], n, (0.1, 0.5))
+    else:
+        _describe(out, "mouse_straightness", np.empty(0), np.empty(0, np.int64), n, (0.1, 0.5))
+
+    down, up = code == _CODE["button_down"], code == _CODE["button_up"]
+    press, release = paired_next(down, up, (group, button), t)
+    _describe(out, "click_hold", t[release] - t[press], group[press], n, quantiles=(0.5,))
+    out["click_hold_mode_share"] = group_mode_share(np.rint(t[release] - t[press]).astype(np.int64), group[press], n)
+    out["mouse_moves"] = group_count(g, n)
+    out["mouse_clicks"] = group_count(group[down], n)
+    return out

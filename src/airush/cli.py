@@ -1,0 +1,75 @@
+"""`airush`: compose the config with Hydra and hand it to `run`; user mistakes become one line and exit 2."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from airush.errors import UserError
+
+# Run dirs carry the pid so two jobs started in the same microsecond still get their own dir.
+OmegaConf.register_new_resolver("airush.pid", lambda: os.getpid(), replace=True)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def hydra_main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from airush.run import run, sweep_objective
+
+    try:
+        return sweep_objective(cfg, run(cfg))
+    except UserError as err:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweep reports which job failed
+        _fail(str(err))  # exit here, before Hydra adds its own "Error executing job" line
+        raise
+
+
+def main() -> None:
+    # We report errors ourselves: Hydra's traceback-stripping printer would exit 1 with several lines.
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    # MLflow's INFO lines (DB migrations, "View run at") would break up our console; warnings still show.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    try:
+        from airush.choices import check_overrides
+
+        check_overrides([a for a in sys.argv[1:] if not a.startswith("-") and "=" in a])
+        hydra_main()
+    except UserError as err:
+        _fail(str(err))
+    except Exception as err:
+        message = hydra_error_line(err)
+        if message is None:
+            raise
+        _fail(message)
+
+
+def hydra_error_line(err: Exception) -> str | None:
+    """One line for a Hydra/OmegaConf config error, None for anything else (a bug: keep the traceback)."""
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(err, MissingConfigException) and err.options:
+        group = (err.missing_cfg_file or "").rsplit("/", 1)[0] or "config"
+        return f"unknown {err.missing_cfg_file}; {group} choices: {', '.join(err.options)}"
+    if isinstance(err, HydraException | OmegaConfBaseException):
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        cause = err.__cause__
+        if isinstance(cause, OmegaConfBaseException):
+            lines.append(str(cause).splitlines()[0])
+        return "config error: " + "; ".join(line for line in lines if not line.startswith("full_key"))
+    return None
+
+
+def _fail(message: str) -> None:
+    print(f"airush: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Everything airush prints: config summary at start, progress bars per stage, results table at the end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+
+def console() -> Console:
+    """The shared console: progress bars and RichHandler log lines interleave cleanly on it."""
+    from rich import get_console
+
+    return get_console()
+
+
+def print_config_summary(rows: Iterable[tuple[str, Any]]) -> None:
+    table = Table(title="airush", show_header=False, box=None, title_justify="left", padding=(0, 2))
+    table.add_column(style="bold cyan")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, str(value))
+    console().print(table)
+
+
+class Stages:
+    """Progress bars for a run's stages (generate, features, train, evaluate)."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description:<18}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console(),
+        )
+
+    def __enter__(self) -> Stages:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def stage(self, description: str, total: int) -> StageBar:
+        """Start a bar for one stage; the code doing the work advances it."""
+        return StageBar(self._progress, self._progress.add_task(description, total=total))
+
+
+class StageBar:
+    def __init__(self, progress: Progress, task_id: TaskID) -> None:
+        self._progress, self._task_id = progress, task_id
+
+    def advance(self, n: int = 1) -> None:
+        self._progress.advance(self._task_id, n)
+
+    def done(self) -> None:
+        """Fill the bar (e.g. training stopped early)."""
+        task = next(t for t in self._progress.tasks if t.id == self._task_id)
+        self._progress.update(self._task_id, completed=task.total)
+
+
+def print_results(title: str, metrics: dict[str, float], footer: Iterable[tuple[str, str]]) -> None:
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
+    out = console()
+    out.print(table)
+    for key, value in footer:
+        out.print(f"[bold]{key}:[/bold] {value}", soft_wrap=True, highlight=False)

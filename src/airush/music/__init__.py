@@ -1,0 +1,1 @@
+"""Music recommendation: play logs + track metadata -> top-K tracks per user."""

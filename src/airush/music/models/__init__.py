@@ -1,0 +1,43 @@
+"""Music models: each learns from a users x items weight matrix and scores every item for a user.
+
+Protocol every model implements (settings in __init__, learned state ends in `_`)::
+
+    fit(train_csr, bar=None) -> self          # users x items weights from the features config
+    score(users) -> np.ndarray                # (len(users), n_items) float32, higher = better
+    recommend(users, k, exclude=None)         # top-k item ids per user (shared, below)
+    save(directory) / load(directory)         # plain npz/json, no pickles
+    history_: dict[str, dict[int, float]]     # per-iteration curves for MLflow, where the model has them
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from airush.music.ranking import mask_seen, top_k_items
+
+
+class Recommender:
+    supports_gpu = False
+
+    def fit(self, train: sp.csr_matrix, bar=None) -> Recommender:
+        raise NotImplementedError
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def recommend(self, users: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> np.ndarray:
+        """Top-k item ids for each user, never an item in that user's `exclude` row."""
+        scores = np.array(self.score(users), dtype=np.float32)
+        if exclude is not None:
+            mask_seen(scores, exclude[users])
+        return top_k_items(scores, k)
+
+    def save(self, directory: Path) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, directory: Path) -> Recommender:
+        raise NotImplementedError

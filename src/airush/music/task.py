@@ -1,0 +1,96 @@
+"""Music task: plays -> per-user holdout -> recommender -> full-ranking metrics with known items masked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from airush.console import Stages
+from airush.fingerprint import frames_fingerprint
+from airush.music.data import Plays
+from airush.music.metrics import full_ranking_metrics
+from airush.music.split import per_user_random_split
+
+
+@dataclass
+class PreparedPlays:
+    plays: Plays
+    fingerprint: str
+    stats: dict[str, Any]
+
+
+@dataclass
+class PlaySplits:
+    train: sp.csr_matrix  # training weights (features config applied)
+    valid: sp.csr_matrix  # binary
+    test: sp.csr_matrix  # binary
+    seen_train: sp.csr_matrix  # binary; masked when scoring valid
+    item_popularity: np.ndarray  # share of users who played each item in train
+
+
+def prepare(cfg: DictConfig, stages: Stages) -> PreparedPlays:
+    plays: Plays = instantiate(cfg.data).load(seed=int(cfg.seed), stages=stages)
+    inter = plays.interactions
+    # one row per (user, item): repeated rows add up their plays, keep the first timestamp
+    plays.interactions = (
+        inter.groupby(["user", "item"], as_index=False, sort=True)
+        .agg(plays=("plays", "sum"), timestamp=("timestamp", "min"))
+    )
+    stats = {
+        "users": plays.n_users,
+        "items": plays.n_items,
+        "interactions": len(plays.interactions),
+        "density": round(len(plays.interactions) / max(plays.n_users * plays.n_items, 1), 6),
+    }
+    return PreparedPlays(plays, frames_fingerprint(plays.interactions, plays.items), stats)
+
+
+def _csr(frame: pd.DataFrame, shape: tuple[int, int], values: np.ndarray | None = None) -> sp.csr_matrix:
+    data = np.ones(len(frame), np.float32) if values is None else values.astype(np.float32)
+    matrix = sp.csr_matrix((data, (frame["user"].to_numpy(), frame["item"].to_numpy())), shape=shape)
+    matrix.sort_indices()
+    return matrix
+
+
+def split(prepared: PreparedPlays, cfg: DictConfig) -> PlaySplits:
+    plays = prepared.plays
+    shape = (plays.n_users, plays.n_items)
+    split_cfg = dict(cfg.task.split)
+    min_interactions = int(split_cfg.pop("min_user_interactions", 1))
+    parts = per_user_random_split(plays.interactions, split_cfg, int(cfg.seed), min_interactions)
+    counts = _csr(parts["train"], shape, parts["train"]["plays"].to_numpy())
+    seen = _csr(parts["train"], shape)
+    return PlaySplits(
+        train=instantiate(cfg.features).transform(counts),
+        valid=_csr(parts["valid"], shape),
+        test=_csr(parts["test"], shape),
+        seen_train=seen,
+        item_popularity=np.asarray(seen.sum(axis=0)).ravel() / max(plays.n_users, 1),
+    )
+
+
+def fit(model, splits: PlaySplits, cfg: DictConfig, stages: Stages) -> None:
+    bar = stages.stage("train", total=int(getattr(model, "iterations", 1)))
+    model.fit(splits.train, bar=bar)
+    bar.done()
+
+
+def evaluate(model, splits: PlaySplits, cfg: DictConfig, stages: Stages, out_dir: Path) -> dict[str, float]:
+    """Test metrics with train+valid masked, plus valid NDCG/Recall (train masked) for model selection."""
+    ks = list(cfg.task.ks)
+    batch = int(cfg.task.eval_batch_users)
+    n_test_users = int((np.diff(splits.test.indptr) > 0).sum())
+    bar = stages.stage("evaluate", total=n_test_users)
+    test = full_ranking_metrics(
+        model.score, (splits.seen_train + splits.valid).tocsr(), splits.test, ks, splits.item_popularity, batch, bar
+    )
+    valid = full_ranking_metrics(model.score, splits.seen_train, splits.valid, ks[:1], None, batch)
+    k = ks[0]
+    return test | {f"valid_ndcg_at_{k}": valid[f"ndcg_at_{k}"], f"valid_recall_at_{k}": valid[f"recall_at_{k}"]}

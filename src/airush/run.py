@@ -1,0 +1,184 @@
+"""`run(cfg) -> metrics`: one tracked run of a task; the whole of what `airush` does for one job."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+import airush
+from airush import console, tracking
+from airush.choices import TASK_BOUND_GROUPS, check_fits_task, options_for_task, target_task
+from airush.errors import ConfigError
+from airush.tasks import load_task
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Prepare data, split, fit, evaluate and record it all in MLflow; returns the test metrics."""
+    cfg = resolve_shorthands(cfg)
+    job = job_context()
+    run_dir = Path(cfg.paths.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    task = load_task(cfg.task.name)
+    model_cls = _import(cfg.model._target_)
+
+    from airush.devices import check_gpus
+
+    check_gpus(cfg.gpus, choice_name(cfg, "model"), getattr(model_cls, "supports_gpu", False))
+    seed_everything(cfg.seed)
+    uri = str(cfg.mlflow.tracking_uri)
+    console.print_config_summary(config_summary(cfg, job["overrides"], run_dir, uri))
+
+    commit, dirty = tracking.git_state(Path(airush.__file__).parent)
+    tags = {
+        "airush.task": cfg.task.name,
+        "airush.model": choice_name(cfg, "model"),
+        "airush.primary_metric": cfg.task.primary_metric,
+        "airush.version": airush.__version__,
+        "seed": str(cfg.seed),
+        "git.commit": commit,
+        "git.dirty": dirty,
+        "mlflow.source.git.commit": commit,
+        "mlflow.source.name": "airush",
+        "hydra.overrides": " ".join(job["overrides"]),
+    }
+    run_name = " ".join([f"{cfg.task.name}-{choice_name(cfg, 'model')}", *job["overrides"]])[:250]
+    with tracking.tracked_run(
+        uri,
+        str(cfg.mlflow.experiment),
+        cfg.mlflow.artifact_location,
+        str(cfg.mlflow.run_name or run_name),
+        tags,
+        sweep_dir=job["sweep_dir"],
+    ) as tracked:
+        tracked.log_params(run_params(cfg))
+        (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        with console.Stages() as stages:
+            prepared = task.prepare(cfg, stages)
+            tracked.set_tags({"data.fingerprint": prepared.fingerprint})
+            tracked.log_params({f"dataset.{k}": str(v) for k, v in prepared.stats.items()})
+            splits = task.split(prepared, cfg)
+            model = model_cls(**model_kwargs(cfg))
+            task.fit(model, splits, cfg, stages)
+            metrics = task.evaluate(model, splits, cfg, stages, run_dir / "evaluation")
+        model.save(run_dir / "model")
+        tracked.log_curves(getattr(model, "history_", {}))
+        tracked.log_metrics(metrics)
+        tracked.log_artifacts(run_dir / "model", "model")
+        tracked.log_artifacts(run_dir / "evaluation", "evaluation")
+        tracked.log_artifacts(run_dir / ".hydra", "hydra")
+        tracked.client.log_artifact(tracked.run_id, str(run_dir / "config_resolved.yaml"), "hydra")
+        for log_file in run_dir.glob("*.log"):
+            tracked.client.log_artifact(tracked.run_id, str(log_file))
+
+    console.print_results(
+        f"{cfg.task.name} · {choice_name(cfg, 'model')} · test",
+        metrics,
+        [
+            ("MLflow run", f"{tracked.run_id} (experiment '{cfg.mlflow.experiment}')"),
+            ("run dir", str(run_dir)),
+            ("MLflow UI", tracking.ui_command(uri)),
+        ],
+    )
+    return metrics
+
+
+def sweep_objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    """The value a Hydra sweeper (Optuna) optimises: the task's primary metric."""
+    return metrics.get(cfg.task.primary_metric)
+
+
+def resolve_shorthands(cfg: DictConfig) -> DictConfig:
+    """Check the model/data/features fit the task and apply `lr` to the active model."""
+    cfg = cfg.copy()
+    for group in TASK_BOUND_GROUPS:
+        check_fits_task(group, choice_name(cfg, group), cfg.task.name, target_task(cfg[group]._target_))
+    if cfg.lr is not None:
+        if "learning_rate" not in cfg.model:
+            with_lr = [m for m in options_for_task("model", cfg.task.name) if _has_learning_rate(m)]
+            raise ConfigError(
+                f"lr={cfg.lr} but model '{choice_name(cfg, 'model')}' has no learning rate; "
+                f"{cfg.task.name} models with one: {', '.join(with_lr) or 'none'}"
+            )
+        with open_dict(cfg):
+            cfg.model.learning_rate = float(cfg.lr)
+    return cfg
+
+
+def _has_learning_rate(model: str) -> bool:
+    import yaml
+
+    from airush.choices import conf_dir
+
+    return "learning_rate" in (yaml.safe_load((conf_dir() / "model" / f"{model}.yaml").read_text()) or {})
+
+
+def choice_name(cfg: DictConfig, group: str) -> str:
+    """The config chosen for a group (`model=als` -> "als"); outside a Hydra job, the module of its code."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        choice = HydraConfig.get().runtime.choices.get(group)
+        if choice:
+            return str(choice)
+    return str(cfg[group]._target_).rsplit(".", 2)[-2]
+
+
+def model_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    kwargs = OmegaConf.to_container(cfg.model, resolve=True)
+    kwargs.pop("_target_")
+    return {**kwargs, "seed": int(cfg.seed)}
+
+
+def run_params(cfg: DictConfig) -> dict[str, str]:
+    params = tracking.flatten(OmegaConf.to_container(cfg, resolve=True))
+    params["mlflow.tracking_uri"] = tracking.redact_uri(params["mlflow.tracking_uri"])
+    return params
+
+
+def job_context() -> dict[str, Any]:
+    """Command-line overrides and, in a -m sweep, the sweep dir (where the parent run id lives)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return {"overrides": [], "sweep_dir": None}
+    hydra_cfg = HydraConfig.get()
+    overrides = list(hydra_cfg.overrides.task)
+    sweep_dir = None
+    if hydra_cfg.mode == RunMode.MULTIRUN and hydra_cfg.runtime.output_dir:
+        sweep_dir = Path(hydra_cfg.runtime.output_dir).parent
+    return {"overrides": overrides, "sweep_dir": sweep_dir}
+
+
+def config_summary(cfg: DictConfig, overrides: list[str], run_dir: Path, uri: str) -> list[tuple[str, Any]]:
+    return [
+        ("task", cfg.task.name),
+        ("model", choice_name(cfg, "model")),
+        ("data", choice_name(cfg, "data")),
+        ("features", choice_name(cfg, "features")),
+        ("seed / gpus / lr", f"{cfg.seed} / {cfg.gpus} / {cfg.lr if cfg.lr is not None else 'model default'}"),
+        ("overrides", " ".join(overrides) or "none"),
+        ("tracking", f"{tracking.redact_uri(uri)} · experiment '{cfg.mlflow.experiment}'"),
+        ("run dir", run_dir),
+    ]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed global RNGs for any library that reads them; our own code passes explicit generators."""
+    import sys
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+
+
+def _import(path: str):
+    import importlib
+
+    module, name = path.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)
