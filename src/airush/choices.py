@@ -55,7 +55,9 @@ def check_fits_task(group: str, option: str, task: str, owner: str | None = None
     owner = owner if owner is not None else option_task(group, option)
     if owner is not None and owner != task:
         valid = ", ".join(options_for_task(group, task))
-        raise ConfigError(f"{group} '{option}' is for task {owner}, not {task}; {task} {group} choices: {valid}")
+        raise ConfigError(
+            f"{group} '{option}' is for task {owner}, not {task}; {task} {group} choices: {valid}"
+        )
 
 
 def check_overrides(overrides: list[str]) -> None:
@@ -72,7 +74,9 @@ def check_overrides(overrides: list[str]) -> None:
         key = override.get_key_element()
         if key not in CHECKED_GROUPS or override.is_delete():
             continue
-        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+        values = (
+            list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+        )
         for value in values:
             if not isinstance(value, str):
                 raise ConfigError(f"{key} must name a config; choose from: {', '.join(group_options(key))}")

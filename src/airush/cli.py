@@ -42,6 +42,8 @@ def main() -> None:
         hydra_main()
     except UserError as err:
         _fail(str(err))
+    except BrokenPipeError:  # `airush --help | head`
+        sys.stderr.close()
     except Exception as err:
         message = hydra_error_line(err)
         if message is None:

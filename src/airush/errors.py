@@ -17,7 +17,9 @@ class DataError(UserError):
     The message names the file, row and column, and what was expected.
     """
 
-    def __init__(self, message: str, *, path: str | None = None, row: int | None = None, column: str | None = None):
+    def __init__(
+        self, message: str, *, path: str | None = None, row: int | None = None, column: str | None = None
+    ):
         where = ", ".join(
             part
             for part in (

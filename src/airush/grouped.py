@@ -25,7 +25,9 @@ def group_std(values: np.ndarray, group: np.ndarray, n: int) -> np.ndarray:
     mean = group_mean(values, group, n)
     centred = values - mean[group]  # two-pass: exact where sum-of-squares would cancel
     with np.errstate(invalid="ignore", divide="ignore"):
-        var = np.bincount(group, weights=centred * centred, minlength=n) / np.where(count > 1, count - 1, np.nan)
+        var = np.bincount(group, weights=centred * centred, minlength=n) / np.where(
+            count > 1, count - 1, np.nan
+        )
     return np.sqrt(var)
 
 

@@ -160,7 +160,10 @@ def config_summary(cfg: DictConfig, overrides: list[str], run_dir: Path, uri: st
         ("model", choice_name(cfg, "model")),
         ("data", choice_name(cfg, "data")),
         ("features", choice_name(cfg, "features")),
-        ("seed / gpus / lr", f"{cfg.seed} / {cfg.gpus} / {cfg.lr if cfg.lr is not None else 'model default'}"),
+        (
+            "seed / gpus / lr",
+            f"{cfg.seed} / {cfg.gpus} / {cfg.lr if cfg.lr is not None else 'model default'}",
+        ),
         ("overrides", " ".join(overrides) or "none"),
         ("tracking", f"{tracking.redact_uri(uri)} · experiment '{cfg.mlflow.experiment}'"),
         ("run dir", run_dir),

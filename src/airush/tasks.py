@@ -31,7 +31,9 @@ class Task(Protocol):
 
     def fit(self, model: Any, splits: Any, cfg: DictConfig, stages: Stages) -> None: ...
 
-    def evaluate(self, model: Any, splits: Any, cfg: DictConfig, stages: Stages, out_dir: Path) -> dict[str, float]:
+    def evaluate(
+        self, model: Any, splits: Any, cfg: DictConfig, stages: Stages, out_dir: Path
+    ) -> dict[str, float]:
         """Test-set metrics; files written to `out_dir` are logged as artifacts under `evaluation/`."""
         ...
 

@@ -68,12 +68,18 @@ class SessionFeatures:
         if self.mouse:
             x = events["x"].to_numpy(np.float64)
             y = events["y"].to_numpy(np.float64)
-            button = events["button"].cat.codes.to_numpy() if hasattr(events["button"], "cat") else events["button"].to_numpy()
+            button = (
+                events["button"].cat.codes.to_numpy()
+                if hasattr(events["button"], "cat")
+                else events["button"].to_numpy()
+            )
             features |= mouse_features(group, n, code, t, x, y, button)
         return pd.DataFrame(features, index=pd.Index(session_ids, name="session_id"))
 
 
-def chunk_bounds(sid: np.ndarray, session_ids: np.ndarray, chunk_events: int) -> list[tuple[int, int, int, int]]:
+def chunk_bounds(
+    sid: np.ndarray, session_ids: np.ndarray, chunk_events: int
+) -> list[tuple[int, int, int, int]]:
     """(event lo, event hi, session lo, session hi) per chunk; chunks never split a session."""
     starts = np.searchsorted(sid, session_ids, side="left")
     out, s_lo = [], 0
@@ -195,14 +201,18 @@ def mouse_features(group, n, code, t, x, y, button) -> dict[str, np.ndarray]:
         first_row, last_row = a[breaks], b[np.r_[np.flatnonzero(breaks)[1:] - 1, len(b) - 1]]
         chord = np.hypot(x[last_row] - x[first_row], y[last_row] - y[first_row])
         real = path > 20.0
-        _describe(out, "mouse_straightness", (chord / np.maximum(path, 1e-9))[real], g[breaks][real], n, (0.1, 0.5))
+        _describe(
+            out, "mouse_straightness", (chord / np.maximum(path, 1e-9))[real], g[breaks][real], n, (0.1, 0.5)
+        )
     else:
         _describe(out, "mouse_straightness", np.empty(0), np.empty(0, np.int64), n, (0.1, 0.5))
 
     down, up = code == _CODE["button_down"], code == _CODE["button_up"]
     press, release = paired_next(down, up, (group, button), t)
     _describe(out, "click_hold", t[release] - t[press], group[press], n, quantiles=(0.5,))
-    out["click_hold_mode_share"] = group_mode_share(np.rint(t[release] - t[press]).astype(np.int64), group[press], n)
+    out["click_hold_mode_share"] = group_mode_share(
+        np.rint(t[release] - t[press]).astype(np.int64), group[press], n
+    )
     out["mouse_moves"] = group_count(g, n)
     out["mouse_clicks"] = group_count(group[down], n)
     return out

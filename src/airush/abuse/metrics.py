@@ -19,7 +19,13 @@ def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
 
 def detection_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
     """ROC-AUC, PR-AUC (average precision) and F1/precision/recall at `threshold` (score >= threshold = bot)."""
-    from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
+    from sklearn.metrics import (
+        average_precision_score,
+        f1_score,
+        precision_score,
+        recall_score,
+        roc_auc_score,
+    )
 
     y_pred = (scores >= threshold).astype(int)
     both_classes = 0 < y_true.sum() < len(y_true)

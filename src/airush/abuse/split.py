@@ -9,7 +9,9 @@ import pandas as pd
 from airush.errors import ConfigError
 
 
-def user_disjoint_split(sessions: pd.DataFrame, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:
+def user_disjoint_split(
+    sessions: pd.DataFrame, fractions: dict[str, float], seed: int
+) -> dict[str, np.ndarray]:
     """Row positions of `sessions` per split name, users assigned whole.
 
     Users are stratified by whether any of their sessions is positive, so each split gets its share of the

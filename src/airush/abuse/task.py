@@ -68,7 +68,9 @@ def fit(model, splits: SessionSplits, cfg: DictConfig, stages: Stages) -> None:
     bar.done()
 
 
-def evaluate(model, splits: SessionSplits, cfg: DictConfig, stages: Stages, out_dir: Path) -> dict[str, float]:
+def evaluate(
+    model, splits: SessionSplits, cfg: DictConfig, stages: Stages, out_dir: Path
+) -> dict[str, float]:
     """Test metrics at the F1-best threshold on valid, recall per bot kind, test predictions as Parquet."""
     threshold = best_f1_threshold(splits.y["valid"], model.predict_proba(splits.X["valid"]))
     scores = model.predict_proba(splits.X["test"])

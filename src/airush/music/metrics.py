@@ -27,7 +27,9 @@ from airush.music.ranking import mask_seen, membership, top_k_items, users_per_b
 METRICS = ("ndcg", "recall", "precision", "hit", "mrr", "map")
 
 
-def ranking_metrics_from_hits(hits: np.ndarray, n_relevant: np.ndarray, ks: list[int]) -> dict[str, np.ndarray]:
+def ranking_metrics_from_hits(
+    hits: np.ndarray, n_relevant: np.ndarray, ks: list[int]
+) -> dict[str, np.ndarray]:
     """Per-user metric values from a (users, max K) hit matrix in rank order."""
     kmax = hits.shape[1]
     discount = 1.0 / np.log2(np.arange(2, kmax + 2))

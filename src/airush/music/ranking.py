@@ -25,7 +25,11 @@ def top_k_items(scores: np.ndarray, k: int) -> np.ndarray:
     bits = s.view(np.uint32)
     ascending = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(0x80000000))
     key = ((~ascending).astype(np.uint64) << np.uint64(32)) | np.arange(n_items, dtype=np.uint64)
-    part = np.argpartition(key, k - 1, axis=1)[:, :k] if k < n_items else np.tile(np.arange(n_items), (n_users, 1))
+    part = (
+        np.argpartition(key, k - 1, axis=1)[:, :k]
+        if k < n_items
+        else np.tile(np.arange(n_items), (n_users, 1))
+    )
     order = np.argsort(np.take_along_axis(key, part, axis=1), axis=1)
     return np.take_along_axis(part, order, axis=1)
 

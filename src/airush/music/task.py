@@ -39,9 +39,8 @@ def prepare(cfg: DictConfig, stages: Stages) -> PreparedPlays:
     plays: Plays = instantiate(cfg.data).load(seed=int(cfg.seed), stages=stages)
     inter = plays.interactions
     # one row per (user, item): repeated rows add up their plays, keep the first timestamp
-    plays.interactions = (
-        inter.groupby(["user", "item"], as_index=False, sort=True)
-        .agg(plays=("plays", "sum"), timestamp=("timestamp", "min"))
+    plays.interactions = inter.groupby(["user", "item"], as_index=False, sort=True).agg(
+        plays=("plays", "sum"), timestamp=("timestamp", "min")
     )
     stats = {
         "users": plays.n_users,
@@ -89,8 +88,17 @@ def evaluate(model, splits: PlaySplits, cfg: DictConfig, stages: Stages, out_dir
     n_test_users = int((np.diff(splits.test.indptr) > 0).sum())
     bar = stages.stage("evaluate", total=n_test_users)
     test = full_ranking_metrics(
-        model.score, (splits.seen_train + splits.valid).tocsr(), splits.test, ks, splits.item_popularity, batch, bar
+        model.score,
+        (splits.seen_train + splits.valid).tocsr(),
+        splits.test,
+        ks,
+        splits.item_popularity,
+        batch,
+        bar,
     )
     valid = full_ranking_metrics(model.score, splits.seen_train, splits.valid, ks[:1], None, batch)
     k = ks[0]
-    return test | {f"valid_ndcg_at_{k}": valid[f"ndcg_at_{k}"], f"valid_recall_at_{k}": valid[f"recall_at_{k}"]}
+    return test | {
+        f"valid_ndcg_at_{k}": valid[f"ndcg_at_{k}"],
+        f"valid_recall_at_{k}": valid[f"recall_at_{k}"],
+    }

@@ -62,7 +62,9 @@ class SyntheticSessions:
         bar and bar.advance()
         keys, typing_ms = render_typing(rng, actions, params)
         bar and bar.advance()
-        events = layout(actions, [(mouse, mouse_ms, ~actions["typing"]), (keys, typing_ms, actions["typing"])])
+        events = layout(
+            actions, [(mouse, mouse_ms, ~actions["typing"]), (keys, typing_ms, actions["typing"])]
+        )
         bar and bar.advance()
         return EventLog(events=events, sessions=sessions)
 
@@ -113,7 +115,9 @@ def session_timing(rng, sessions: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def draw(rng, median: np.ndarray, sigma: np.ndarray, jitter: np.ndarray) -> np.ndarray:
     """median·exp(sigma·N(0,1)) ± uniform jitter, element-wise, never below 1 ms."""
-    value = median * np.exp(sigma * rng.standard_normal(len(median))) + jitter * rng.uniform(-1, 1, len(median))
+    value = median * np.exp(sigma * rng.standard_normal(len(median))) + jitter * rng.uniform(
+        -1, 1, len(median)
+    )
     return np.maximum(value, 1.0)
 
 
@@ -123,7 +127,9 @@ def plan_actions(rng, sessions, params, mouse_range, typing_range) -> pd.DataFra
     n_mouse = rng.integers(mouse_range[0], mouse_range[1] + 1, n)
     n_typing = rng.integers(typing_range[0], typing_range[1] + 1, n)
     session = np.repeat(np.arange(n), n_mouse + n_typing)
-    rank = np.arange(len(session)) - np.repeat(np.cumsum(n_mouse + n_typing) - (n_mouse + n_typing), n_mouse + n_typing)
+    rank = np.arange(len(session)) - np.repeat(
+        np.cumsum(n_mouse + n_typing) - (n_mouse + n_typing), n_mouse + n_typing
+    )
     is_typing = rank >= n_mouse[session]  # first the mouse actions, then the bursts ...
     order = np.lexsort((rng.random(len(session)), session))  # ... shuffled within each session
     actions = pd.DataFrame({"session": session, "typing": is_typing[order]})
@@ -254,7 +260,9 @@ def render_typing(rng, actions: pd.DataFrame, params) -> pd.DataFrame:
         {
             "action": np.r_[key_burst, key_burst],
             "t_rel": np.r_[offset, offset + hold],
-            "event": np.r_[np.full(n, EVENT_KINDS.index("key_down")), np.full(n, EVENT_KINDS.index("key_up"))].astype(np.int8),
+            "event": np.r_[
+                np.full(n, EVENT_KINDS.index("key_down")), np.full(n, EVENT_KINDS.index("key_up"))
+            ].astype(np.int8),
             "key": np.r_[keys, keys],
             "x": np.full(2 * n, np.nan, np.float32),
             "y": np.full(2 * n, np.nan, np.float32),

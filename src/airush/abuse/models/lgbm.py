@@ -60,7 +60,9 @@ class LightGBMDetector:
             "verbosity": -1,
         }
 
-    def fit(self, X_train: pd.DataFrame, y_train, X_valid: pd.DataFrame, y_valid, bar=None) -> LightGBMDetector:
+    def fit(
+        self, X_train: pd.DataFrame, y_train, X_valid: pd.DataFrame, y_valid, bar=None
+    ) -> LightGBMDetector:
         import lightgbm as lgb
 
         train = lgb.Dataset(X_train, label=np.asarray(y_train), free_raw_data=False)

@@ -42,15 +42,22 @@ class SyntheticPlays:
         )
         genre = items["genre"].to_numpy()
         artist = items["artist"].to_numpy()
-        artist_genre = items.groupby("artist")["genre"].agg(lambda g: g.mode().iloc[0]).reindex(
-            range(self.n_artists), fill_value=0
-        ).to_numpy()
+        artist_genre = (
+            items.groupby("artist")["genre"]
+            .agg(lambda g: g.mode().iloc[0])
+            .reindex(range(self.n_artists), fill_value=0)
+            .to_numpy()
+        )
         bar = stages.stage("generate plays", total=-(-self.n_users // BLOCK_USERS)) if stages else None
         users, picked, affinity = [], [], []
         for lo in range(0, self.n_users, BLOCK_USERS):
             hi = min(lo + BLOCK_USERS, self.n_users)
             fav = favourite_artists(rng, taste[lo:hi], artist_genre)  # (block, n_artists) bool
-            logit = 0.6 * log_pop[None, :] + np.log(taste[lo:hi][:, genre] + 1e-4) + np.log1p(8.0 * fav[:, artist])
+            logit = (
+                0.6 * log_pop[None, :]
+                + np.log(taste[lo:hi][:, genre] + 1e-4)
+                + np.log1p(8.0 * fav[:, artist])
+            )
             keys = logit + rng.gumbel(size=logit.shape)
             k = int(n_per_user[lo:hi].max())
             top = np.argpartition(-keys, k - 1, axis=1)[:, :k]

@@ -35,15 +35,6 @@ class ALSRecommender(Recommender):
         from implicit.cpu.als import AlternatingLeastSquares
         from threadpoolctl import threadpool_limits
 
-        model = AlternatingLeastSquares(
-            factors=self.factors,
-            regularization=self.regularization,
-            alpha=self.alpha,
-            iterations=self.iterations,
-            calculate_training_loss=True,
-            num_threads=self.num_threads,
-            random_state=self.seed,
-        )
         loss: dict[int, float] = {}
 
         def on_iteration(iteration: int, elapsed: float, value: float) -> None:
@@ -51,7 +42,16 @@ class ALSRecommender(Recommender):
             if bar is not None:
                 bar.advance()
 
-        with threadpool_limits(limits=1, user_api="blas"):
+        with threadpool_limits(limits=1, user_api="blas"):  # implicit checks this when constructed
+            model = AlternatingLeastSquares(
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=self.alpha,
+                iterations=self.iterations,
+                calculate_training_loss=True,
+                num_threads=self.num_threads,
+                random_state=self.seed,
+            )
             model.fit(sp.csr_matrix(train, dtype=np.float32), show_progress=False, callback=on_iteration)
         self.user_factors_ = np.asarray(model.user_factors)
         self.item_factors_ = np.asarray(model.item_factors)

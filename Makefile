@@ -1,0 +1,39 @@
+# Two entry points for a fresh clone (only Python 3.11 needed): `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast lint bench ui clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+## Set up (if needed) and run the main job: abuse detection with LightGBM on built-in synthetic data.
+run: $(STAMP)
+	$(BIN)/airush
+
+## Set up (if needed) and run the whole test suite.
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+## Tests without the slow end-to-end CLI runs.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench_cli.py
+
+## Open the MLflow UI on the default local store.
+ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/outputs/mlflow.db" --host 127.0.0.1 --port 5000
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -1,0 +1,117 @@
+"""The installed `airush` as a subprocess: both tasks, a -m sweep, mistakes, configs found from anywhere."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+
+from conftest import SMALL, run_airush
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["abuse", "music"])
+def test_cli_runs_each_task_and_prints_results(task, tmp_path, tracking_uri):
+    result = run_airush([f"task={task}", *SMALL[task]], cwd=tmp_path, tracking_uri=tracking_uri)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MLflow run:" in result.stdout
+    assert "mlflow ui --backend-store-uri" in result.stdout
+    primary = {"abuse": "roc_auc", "music": "ndcg_at_10"}[task]
+    assert primary in result.stdout
+    # Hydra's run dir lands under outputs/ of the directory airush was started from
+    assert list((tmp_path / "outputs" / "runs").glob("*/*/.hydra/config.yaml"))
+
+
+@pytest.mark.slow
+def test_default_store_is_sqlite_under_outputs(tmp_path):
+    result = run_airush([*SMALL["abuse"]], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    db = tmp_path / "outputs" / "mlflow.db"
+    assert db.exists()
+    assert not (tmp_path / "mlruns").exists()
+    client = mlflow.MlflowClient(f"sqlite:///{db}")
+    (found,) = client.search_runs([client.get_experiment_by_name("abuse").experiment_id])
+    assert found.info.artifact_uri.startswith((tmp_path / "outputs").as_uri())
+
+
+@pytest.mark.slow
+def test_multirun_makes_one_parent_with_a_child_per_job(tmp_path, tracking_uri):
+    result = run_airush(["-m", "lr=1e-3,1e-4", *SMALL["abuse"]], cwd=tmp_path, tracking_uri=tracking_uri)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = mlflow.MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("abuse").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 2
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["hydra.overrides"].startswith("lr=1e-3,1e-4 ")
+    assert parent.data.tags["best.run_id"] in {c.info.run_id for c in children}
+    assert sorted(c.data.params["lr"] for c in children) == ["0.0001", "0.001"]
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.info.status == "FINISHED"
+        assert "roc_auc" in child.data.metrics
+        assert child.data.tags["git.commit"]
+        assert float(child.data.params["model.learning_rate"]) == float(child.data.params["lr"])
+        hydra_files = {a.path for a in client.list_artifacts(child.info.run_id, "hydra")}
+        assert {"hydra/config.yaml", "hydra/hydra.yaml", "hydra/overrides.yaml"} <= hydra_files
+        assert {a.path for a in client.list_artifacts(child.info.run_id, "model")} == {
+            "model/meta.json",
+            "model/model.txt",
+        }
+    history = client.get_metric_history(children[0].info.run_id, "valid_binary_logloss")
+    assert len(history) > 5, "per-iteration curve missing"
+
+
+@pytest.mark.slow
+def test_same_command_twice_gives_identical_metrics(tmp_path, tracking_uri):
+    args = ["task=music", *SMALL["music"]]
+    first = run_airush(args, cwd=tmp_path, tracking_uri=tracking_uri)
+    second = run_airush(args, cwd=tmp_path, tracking_uri=tracking_uri)
+    assert first.returncode == second.returncode == 0
+    client = mlflow.MlflowClient(tracking_uri)
+    a, b = client.search_runs([client.get_experiment_by_name("music").experiment_id])
+    assert a.data.metrics == b.data.metrics
+    assert a.data.tags["data.fingerprint"] == b.data.tags["data.fingerprint"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["task=music", "model=lgbm"],
+            "model 'lgbm' is for task abuse, not music; music model choices: als, pop",
+        ),
+        (["model=nope"], "unknown model 'nope'; choose from: als, lgbm, pop"),
+        (["task=nope"], "unknown task 'nope'; choose from: abuse, music"),
+        (["features=binary"], "features 'binary' is for task music, not abuse"),
+        (["-m", "task=music", "model=pop,lgbm"], "model 'lgbm' is for task abuse, not music"),
+        (["modle=als"], "Could not override 'modle'"),
+        (["model.factorz=3"], "Could not override 'model.factorz'"),
+        (["task=music", "lr=0.1"], "model 'als' has no learning rate"),
+        (["gpus=2"], "runs on CPU only"),
+        (["gpus=-1"], "gpus must be a whole number"),
+    ],
+)
+def test_mistakes_are_one_line_and_exit_2(args, message, tmp_path, tracking_uri):
+    result = run_airush(args, cwd=tmp_path, tracking_uri=tracking_uri)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_file_store_uri_is_refused_in_one_line(tmp_path):
+    result = run_airush([*SMALL["abuse"]], cwd=tmp_path, tracking_uri=str(tmp_path / "mlruns"))
+    assert result.returncode == 2
+    assert "file store" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_help_and_cfg_job_work_from_any_directory(tmp_path):
+    help_out = run_airush(["--help"], cwd=tmp_path)
+    assert help_out.returncode == 0 and "task: abuse, music" in help_out.stdout
+    cfg_out = run_airush(["--cfg", "job", "task=music"], cwd=tmp_path)
+    assert cfg_out.returncode == 0
+    assert "ALSRecommender" in cfg_out.stdout
+    assert not (tmp_path / "outputs").exists()
