@@ -166,7 +166,6 @@ def render_mouse(rng, actions: pd.DataFrame, params) -> pd.DataFrame:
     # Human primary movements overshoot 30% of the time and come back with a short correction.
     overshoot = (style == 0) & (rng.random(n) < 0.3)
     direction = targets - starts
-    dist = np.hypot(*direction.T)
     aim = targets + direction * (rng.uniform(0.03, 0.1, n) * overshoot)[:, None]
     seg_action = np.r_[np.arange(n), np.flatnonzero(overshoot)]
     seg_from = np.r_[starts, aim[overshoot]]
