@@ -18,7 +18,12 @@ import time
 from pathlib import Path
 
 AIRUSH = str(Path(sys.executable).parent / "airush")
-GOALS = {"airush --help": 0.8, "airush --cfg job": 0.8, "airush (default run)": 30.0, "airush task=music": 30.0}
+GOALS = {
+    "airush --help": 0.8,
+    "airush --cfg job": 0.8,
+    "airush (default run)": 30.0,
+    "airush task=music": 30.0,
+}
 COMMANDS = {
     "airush --help": ["--help"],
     "airush --cfg job": ["--cfg", "job"],
@@ -44,7 +49,9 @@ def main() -> None:
         repeats = args.repeats if name.endswith(("help", "job")) else 1
         times = [wall_time(argv) for _ in range(repeats)]
         median = statistics.median(times)
-        print(f"{name:<24} {median:>9.3f} {min(times):>7.3f} {GOALS[name]:>7.1f} {GOALS[name] / median:>11.2f}x")
+        print(
+            f"{name:<24} {median:>9.3f} {min(times):>7.3f} {GOALS[name]:>7.1f} {GOALS[name] / median:>11.2f}x"
+        )
 
 
 if __name__ == "__main__":

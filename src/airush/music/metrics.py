@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from airush.music.ranking import mask_seen, membership, top_k_items, users_per_block
+from airush.music.ranking import membership, top_k_items, users_per_block
 
 METRICS = ("ndcg", "recall", "precision", "hit", "mrr", "map")
 
@@ -75,15 +75,15 @@ def full_ranking_metrics(
     block = users_per_block(n_items, batch_users)
     for lo in range(0, len(users), block):
         batch = users[lo : lo + block]
-        scores = mask_seen(np.array(score(batch), dtype=np.float32), masked[batch])
-        top = top_k_items(scores, kmax)
+        top = top_k_items(np.asarray(score(batch), dtype=np.float32), kmax, exclude=masked[batch])
         hits = membership(top, truth[batch])
         for name, values in ranking_metrics_from_hits(hits, n_relevant_all[batch], ks).items():
             totals[name] += float(values.sum())
         for k in ks:
-            recommended[k][top[:, :k].ravel()] = True
+            listed = top[:, :k][top[:, :k] >= 0]
+            recommended[k][listed] = True
             if item_popularity is not None:
-                pop_sum[k] += float(item_popularity[top[:, :k]].sum())
+                pop_sum[k] += float(item_popularity[listed].sum())
         if bar is not None:
             bar.advance(len(batch))
     n = max(len(users), 1)

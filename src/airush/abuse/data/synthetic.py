@@ -8,7 +8,11 @@ jitter, clicks with lognormal hold (median ~110 ms), idle pauses; typing with pe
 Bots (each session keeps its `kind`):
 - macro: fixed timings to the millisecond, the cursor jumps between a handful of fixed points;
 - teleport: one move event per target, near-constant click and key timing;
-- linear: straight constant-speed lines sampled every 16 ms exactly, uniform-random delays.
+- linear: straight constant-speed lines sampled every 16 ms exactly, uniform-random delays;
+- humanizer: eased Bézier-like curves with noise, sampled every 10 ms exactly, uniform-random delays, no
+  overshoot: what "human-like" automation libraries produce;
+- replay: a recorded human session (another account's) played back with ±2 ms and ±1 px jitter, which
+  per-session statistics can barely tell from a person.
 """
 
 from __future__ import annotations
@@ -30,8 +34,13 @@ TIMING = {
     "macro": {"hold": (40, 0.0, 0), "dd": (100, 0.0, 0), "click": (50, 0.0, 0), "gap": (250, 0.0, 0)},
     "teleport": {"hold": (30, 0.02, 2), "dd": (60, 0.02, 3), "click": (20, 0.02, 1), "gap": (150, 0.05, 0)},
     "linear": {"hold": (45, 0.0, 15), "dd": (110, 0.0, 50), "click": (45, 0.0, 15), "gap": (200, 0.0, 100)},
+    "humanizer": {"hold": (85, 0.0, 30), "dd": (180, 0.0, 90), "click": (105, 0.0, 35), "gap": (400, 0.7, 0)},
+    "replay": {"hold": (80, 0.25, 0), "dd": (190, 0.45, 0), "click": (110, 0.3, 0), "gap": (350, 0.9, 0)},
 }
-MOVE_STYLE = {HUMAN: 0, "macro": 2, "teleport": 2, "linear": 1}  # 0 min-jerk curve, 1 straight line, 2 jump
+# 0 human min-jerk curve, 1 straight line, 2 jump, 3 eased curve at a fixed sampling rate
+MOVE_STYLE = {HUMAN: 0, "macro": 2, "teleport": 2, "linear": 1, "humanizer": 3, "replay": 0}
+BOT_SAMPLE_MS = {1: SAMPLE_MS, 3: 10.0}  # bots sample on a timer, to the millisecond
+REPLAY_JITTER = (2.0, 1.0)  # ms, px
 KEY_CODES = np.array([32] * 18 + list(range(65, 91)) + [8, 13, 190, 188], dtype=np.int16)
 
 
@@ -40,7 +49,9 @@ class SyntheticSessions:
     n_users: int = 300
     sessions_per_user: int = 6
     bot_share: float = 0.05
-    bot_kinds: list[str] = field(default_factory=lambda: ["macro", "teleport", "linear"])
+    bot_kinds: list[str] = field(
+        default_factory=lambda: ["macro", "teleport", "linear", "humanizer", "replay"]
+    )
     mouse_actions: tuple[int, int] = (8, 30)
     typing_bursts: tuple[int, int] = (1, 6)
 
@@ -70,17 +81,19 @@ class SyntheticSessions:
 
 
 def assign_sessions(rng, n_users: int, per_user: int, bot_share: float, bot_kinds: list[str]) -> pd.DataFrame:
-    """Bots live on a few accounts (each driven by one tool), taking ~80% of those accounts' sessions."""
+    """Bots live on a few accounts (each driven by one tool, kinds spread evenly), taking about half of those
+    accounts' sessions: the owner logs in too, as with a shared or hijacked account."""
     n = n_users * per_user
     user = np.repeat(np.arange(n_users), per_user)
     kind = np.full(n, HUMAN, dtype=object)
     n_bot = round(bot_share * n)
     if n_bot and bot_kinds:
-        n_accounts = max(1, min(n_users, int(np.ceil(n_bot / max(1, 0.8 * per_user)))))
+        n_accounts = max(1, min(n_users, int(np.ceil(n_bot / max(1, 0.5 * per_user)))))
         accounts = rng.choice(n_users, n_accounts, replace=False)
         candidates = np.flatnonzero(np.isin(user, accounts))
         chosen = rng.choice(candidates, min(n_bot, len(candidates)), replace=False)
-        account_kind = dict(zip(accounts, rng.choice(bot_kinds, n_accounts), strict=True))
+        kinds_cycle = np.resize(np.asarray(bot_kinds), n_accounts)[rng.permutation(n_accounts)]
+        account_kind = dict(zip(accounts, kinds_cycle, strict=True))
         kind[chosen] = [account_kind[u] for u in user[chosen]]
     return pd.DataFrame(
         {
@@ -101,7 +114,7 @@ def session_timing(rng, sessions: pd.DataFrame) -> dict[str, np.ndarray]:
         "style": np.array([MOVE_STYLE[k] for k in kinds], dtype=np.int8),
         "fixed_points": kinds == "macro",
     }
-    human = kinds == HUMAN
+    human = np.isin(kinds, (HUMAN, "replay"))  # a replay session is first generated like a person's
     for name in ("hold", "dd", "click", "gap"):
         table = np.array([TIMING[k][name] for k in kinds], dtype=np.float64)
         user_factor = np.exp(rng.normal(0.0, 0.25, n_users))[user]  # each person's own pace
@@ -178,21 +191,34 @@ def render_mouse(rng, actions: pd.DataFrame, params) -> pd.DataFrame:
     fitts = params["fitts_a"][seg_session] + params["fitts_b"][seg_session] * np.log2(
         seg_dist / width[seg_action] + 1
     )
-    seg_ms = np.where(seg_style == 0, fitts, np.maximum(seg_dist / 2.0, SAMPLE_MS))
-    n_samples = np.where(seg_style == 2, 1, np.maximum(2, np.ceil(seg_ms / SAMPLE_MS))).astype(np.int64)
+    seg_ms = np.select(
+        [seg_style == 0, seg_style == 3],
+        [fitts, 250.0 + 0.4 * seg_dist + rng.uniform(0, 100, len(seg_dist))],
+        np.maximum(seg_dist / 2.0, SAMPLE_MS),
+    )
+    bot_step = np.where(seg_style == 3, BOT_SAMPLE_MS[3], SAMPLE_MS)
+    n_samples = np.where(seg_style == 2, 1, np.maximum(2, np.ceil(seg_ms / bot_step))).astype(np.int64)
 
     sample_seg = np.repeat(np.arange(len(seg_action)), n_samples)
     first_sample = np.r_[0, np.cumsum(n_samples)[:-1]]
     k = np.arange(len(sample_seg)) - first_sample[sample_seg] + 1
     tau = k / n_samples[sample_seg]
-    human = seg_style[sample_seg] == 0
-    progress = np.where(human, 10 * tau**3 - 15 * tau**4 + 6 * tau**5, tau)  # minimum-jerk vs constant speed
+    sample_style = seg_style[sample_seg]
+    human = sample_style == 0
+    eased = sample_style == 3
+    progress = np.select(
+        [human, eased],
+        [10 * tau**3 - 15 * tau**4 + 6 * tau**5, (1 - np.cos(np.pi * tau)) / 2],  # minimum-jerk, sine ease
+        tau,  # constant speed
+    )
     delta = seg_to - seg_from
     normal = np.c_[-delta[:, 1], delta[:, 0]] / np.maximum(seg_dist, 1e-9)[:, None]
     bend = rng.normal(0, 0.08, len(seg_action)) * seg_dist  # px of path curvature at mid-movement
     xy = seg_from[sample_seg] + delta[sample_seg] * progress[:, None]
-    xy += normal[sample_seg] * (bend[sample_seg] * np.sin(np.pi * tau) * human)[:, None]
+    curved = human | eased
+    xy += normal[sample_seg] * (bend[sample_seg] * np.sin(np.pi * tau) * curved)[:, None]
     xy += rng.normal(0, 0.8, xy.shape) * human[:, None]  # tremor
+    xy += rng.normal(0, 1.5, xy.shape) * eased[:, None]  # the humaniser's added noise
     xy = np.clip(np.rint(xy), 0, [SCREEN[0] - 1, SCREEN[1] - 1])
     # sample times: humans ~16 ms with jitter, rescaled to end at the movement time; bots exactly 16 ms
     step = np.where(human, rng.lognormal(0, 0.15, len(sample_seg)), 1.0)
@@ -200,14 +226,19 @@ def render_mouse(rng, actions: pd.DataFrame, params) -> pd.DataFrame:
     seg_total = step_cum[first_sample + n_samples - 1] - np.r_[0, step_cum[first_sample[1:] - 1]]
     seg_before = np.r_[0, step_cum[first_sample[1:] - 1]]
     frac = (step_cum - seg_before[sample_seg]) / seg_total[sample_seg]
-    t_in_seg = np.where(seg_style[sample_seg] == 1, k * SAMPLE_MS, frac * seg_ms[sample_seg])
-    seg_dur = np.where(seg_style == 1, n_samples * SAMPLE_MS, np.where(seg_style == 2, 1.0, seg_ms))
+    timer = (sample_style == 1) | eased
+    t_in_seg = np.where(timer, k * bot_step[sample_seg], frac * seg_ms[sample_seg])
+    seg_dur = np.select(
+        [seg_style == 2, (seg_style == 1) | (seg_style == 3)], [1.0, n_samples * bot_step], seg_ms
+    )
     seg_offset = _within_session_cumsum(seg_dur, seg_action)  # offset of a segment inside its action
     move_dur = np.bincount(seg_action, weights=seg_dur, minlength=n)
 
-    # clicks after arriving: people react then hold ~110 ms; bots click every time without hesitation
+    # clicks after arriving: people react then hold ~110 ms; bots click every time, humanisers after a delay
     clicks = (style != 0) | (rng.random(n) < 0.8)
-    react = np.where(style == 0, rng.lognormal(np.log(120), 0.4, n), 5.0)
+    react = np.select(
+        [style == 0, style == 3], [rng.lognormal(np.log(120), 0.4, n), rng.uniform(50, 200, n)], 5.0
+    )
     hold = draw(rng, *(params[f"click_{p}"][session] for p in ("median", "sigma", "jitter")))
     down_at = move_dur + react
     action_ms = np.where(clicks, down_at + hold, move_dur)
@@ -296,3 +327,36 @@ def layout(actions: pd.DataFrame, parts) -> pd.DataFrame:
     events["button"] = pd.Categorical.from_codes(events["button"].to_numpy(), BUTTONS)
     cols = ["session_id", "t_ms", "event", "key", "x", "y", "button"]
     return events[cols]
+
+
+def replay_sessions(rng, events: pd.DataFrame, sessions: pd.DataFrame) -> pd.DataFrame:
+    """Replace each replay session's events by a jittered copy of a person's session from another account."""
+    kinds = sessions["kind"].to_numpy()
+    replay = np.flatnonzero(kinds == "replay")
+    donors = np.flatnonzero(kinds == HUMAN)
+    if len(replay) == 0 or len(donors) == 0:
+        return events
+    users = sessions["user_id"].to_numpy()
+    source = donors[rng.integers(0, len(donors), len(replay))]
+    clash = users[source] == users[replay]
+    source[clash] = donors[(np.searchsorted(donors, source[clash]) + 1) % len(donors)]
+    sid = events["session_id"].to_numpy()
+    ids = sessions["session_id"].to_numpy()
+    lo = np.searchsorted(sid, ids[source], side="left")
+    hi = np.searchsorted(sid, ids[source], side="right")
+    length = hi - lo
+    rows = np.repeat(lo - np.r_[0, np.cumsum(length)[:-1]], length) + np.arange(length.sum())
+    copy = events.iloc[rows].reset_index(drop=True)
+    t_jitter, px_jitter = REPLAY_JITTER
+    copy["session_id"] = np.repeat(ids[replay], length)
+    copy["t_ms"] = np.maximum(copy["t_ms"].to_numpy() + rng.uniform(-t_jitter, t_jitter, len(copy)), 0.0)
+    mouse = copy["x"].notna().to_numpy()
+    for axis, limit in (("x", SCREEN[0] - 1), ("y", SCREEN[1] - 1)):
+        moved = copy[axis].to_numpy() + rng.integers(-int(px_jitter), int(px_jitter) + 1, len(copy)) * mouse
+        copy[axis] = np.clip(moved, 0, limit).astype(np.float32)
+    kept = events[~np.isin(sid, ids[replay])]
+    out = pd.concat([kept, copy], ignore_index=True)
+    order = np.lexsort((np.arange(len(out)), out["t_ms"].to_numpy(), out["session_id"].to_numpy()))
+    out = out.iloc[order].reset_index(drop=True)
+    out["t_ms"] -= out.groupby("session_id")["t_ms"].transform("min")
+    return out

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from airush.music.ranking import mask_seen, top_k_items
+from airush.music.ranking import top_k_items
 
 
 class Recommender:
@@ -29,11 +29,9 @@ class Recommender:
         raise NotImplementedError
 
     def recommend(self, users: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> np.ndarray:
-        """Top-k item ids for each user, never an item in that user's `exclude` row."""
-        scores = np.array(self.score(users), dtype=np.float32)
-        if exclude is not None:
-            mask_seen(scores, exclude[users])
-        return top_k_items(scores, k)
+        """Top-k item ids for each user, never an item in that user's `exclude` row (-1 pads short rows)."""
+        scores = np.asarray(self.score(users), dtype=np.float32)
+        return top_k_items(scores, k, exclude=None if exclude is None else exclude[users])
 
     def save(self, directory: Path) -> None:
         raise NotImplementedError
