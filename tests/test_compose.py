@@ -10,6 +10,7 @@ import pytest
 
 from airush.choices import group_options, option_task, options_for_task
 from airush.run import run
+
 from conftest import SMALL
 
 PAIRS = [(task, model) for task in ("abuse", "music") for model in options_for_task("model", task)]

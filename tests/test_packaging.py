@@ -6,9 +6,9 @@ import subprocess
 import sys
 import tomllib
 import zipfile
-from pathlib import Path
 
 import pytest
+
 from conftest import REPO
 
 
