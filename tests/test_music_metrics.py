@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from airush.music.metrics import full_ranking_metrics, ranking_metrics_from_hits
 from airush.music.models import Recommender
-from airush.music.ranking import mask_seen, membership, top_k_items
+from airush.music.ranking import membership, top_k_items
 
 KS = [1, 5, 10, 20]
 METRICS = ("ndcg", "recall", "precision", "hit", "mrr", "map")
@@ -98,7 +98,24 @@ def ref_mean_metrics(scores, masked, truth, ks):
 
 
 SPECIAL = np.array(
-    [np.nan, -np.inf, np.inf, -0.0, 0.0, -1.5, 1.5, 2.0, -3.0, 1e-30, -1e-30, 1e-45, -1e-45, 3.4e38, -3.4e38, 7.0],
+    [
+        np.nan,
+        -np.inf,
+        np.inf,
+        -0.0,
+        0.0,
+        -1.5,
+        1.5,
+        2.0,
+        -3.0,
+        1e-30,
+        -1e-30,
+        1e-45,
+        -1e-45,
+        3.4e38,
+        -3.4e38,
+        7.0,
+    ],
     dtype=np.float32,
 )
 
@@ -149,27 +166,61 @@ def test_top_k_items_does_not_modify_its_input():
 
 
 # ----------------------------------------------------------------------------------------------------------
-# mask_seen, membership, Recommender.recommend
+# exclusion, membership, Recommender.recommend
 
 
-def test_mask_seen_sets_exactly_the_seen_items_to_minus_inf():
+def padded(ranked: list[int], k: int, n_items: int) -> list[int]:
+    """The first k of a ranking, padded with -1 up to min(k, n_items) where it is shorter."""
+    top = ranked[:k]
+    return top + [-1] * (min(k, n_items) - len(top))
+
+
+@pytest.mark.parametrize("k", [1, 5, 30, 33, 34, 40, 100])
+def test_top_k_items_never_returns_excluded_items(k):
     rng = np.random.default_rng(2)
-    scores = rng.normal(size=(12, 30)).astype(np.float32)
-    original = scores.copy()
-    seen = [set(rng.choice(30, int(rng.integers(0, 8)), replace=False).tolist()) for _ in range(12)]
-    out = mask_seen(scores, to_csr(seen, 30))
-    assert out is scores  # in place
-    for u in range(12):
-        for j in range(30):
-            expected = -np.inf if j in seen[u] else original[u, j]
-            assert scores[u, j] == expected
+    n_users, n_items = 24, 40
+    scores = rng.choice(SPECIAL, size=(n_users, n_items))
+    excluded = [
+        set(rng.choice(n_items, int(rng.integers(0, 8)), replace=False).tolist()) for _ in range(n_users)
+    ]
+    excluded[0] = set(range(n_items))  # nothing left: a row of -1
+    excluded[1] = set(range(0, n_items, 2))
+    scores[1, 1::2] = np.nan  # the only candidates score NaN, excluded ones +inf
+    scores[1, ::2] = np.inf
+    excluded[2] = set(range(10))
+    scores[2] = -np.inf
+    excluded[3] = set()
+    exclude = to_csr(excluded, n_items)
+    before = exclude.copy()
+    top = top_k_items(scores, k, exclude=exclude)
+    assert top.shape == (n_users, min(k, n_items))
+    for u in range(n_users):
+        assert top[u].tolist() == padded(ref_ranking(scores[u], excluded[u]), k, n_items), u
+        assert not set(top[u].tolist()) & excluded[u]
+    assert (top[0] == -1).all()
+    assert (exclude != before).nnz == 0  # the exclusion matrix is left as it was
+
+
+def test_top_k_items_exclusion_beats_nan_and_minus_inf():
+    scores = np.array([[5.0, np.nan, 1.0, -np.inf], [np.inf, -np.inf, np.inf, np.nan]], np.float32)
+    exclude = sp.csr_matrix(np.array([[1, 0, 1, 0], [1, 0, 1, 0]], np.float32))
+    assert top_k_items(scores, 2, exclude=exclude).tolist() == [[1, 3], [1, 3]]
+    assert top_k_items(scores, 4, exclude=exclude).tolist() == [[1, 3, -1, -1], [1, 3, -1, -1]]
+
+
+def test_membership_ignores_padding():
+    truth = sp.csr_matrix(np.array([[0, 0, 0, 1], [1, 0, 0, 0]], np.float32))
+    top = np.array([[3, -1, -1], [-1, -1, -1]])
+    assert membership(top, truth).tolist() == [[True, False, False], [False, False, False]]
 
 
 def test_membership_matches_python_sets():
     rng = np.random.default_rng(3)
     n_users, n_items, k = 20, 50, 12
     top = np.stack([rng.permutation(n_items)[:k] for _ in range(n_users)])
-    truth = [set(rng.choice(n_items, int(rng.integers(0, 15)), replace=False).tolist()) for _ in range(n_users)]
+    truth = [
+        set(rng.choice(n_items, int(rng.integers(0, 15)), replace=False).tolist()) for _ in range(n_users)
+    ]
     truth[0] = set()
     truth[-1] = set()
     got = membership(top, to_csr(truth, n_items))
@@ -199,26 +250,23 @@ def test_recommend_never_returns_excluded_items():
     model = FixedScores(scores)
     exclude = to_csr(masked, 80)
     users = np.array([7, 0, 29, 3, 3, 15])
-    for k in (1, 10, 50):
+    for k in (1, 10, 50, 70, 80, 200):  # up to 30 of 80 items are excluded: longer lists end in -1
         top = model.recommend(users, k, exclude=exclude)
+        assert top.shape == (len(users), min(k, 80))
         for row, u in zip(top, users, strict=True):
             assert not set(row.tolist()) & masked[u]
-            assert row.tolist() == ref_ranking(scores[u], masked[u])[:k]
+            assert row.tolist() == padded(ref_ranking(scores[u], masked[u]), k, 80)
     # without exclusion: the plain ranking
     top = model.recommend(users, 10)
     for row, u in zip(top, users, strict=True):
         assert row.tolist() == ref_ranking(scores[u])[:10]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="masked items become -inf and tie with NaN/-inf scores of unmasked items; the lower id wins even "
-    "when it is masked (Recommender.recommend docstring: 'never an item in that user's exclude row')",
-)
 def test_recommend_prefers_unmasked_nan_score_over_masked_item():
     model = FixedScores(np.array([[5.0, np.nan, 1.0]], np.float32))
     exclude = sp.csr_matrix(np.array([[1, 0, 1]], np.float32))
     assert model.recommend(np.array([0]), 1, exclude=exclude).tolist() == [[1]]
+    assert model.recommend(np.array([0]), 3, exclude=exclude).tolist() == [[1, -1, -1]]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -271,7 +319,9 @@ def test_ranking_metrics_from_hits_matches_reference_per_user(ties):
 def test_full_ranking_metrics_match_definitions(ties):
     scores, masked, truth = make_case(6, ties)
     n_items = scores.shape[1]
-    got = full_ranking_metrics(lambda users: scores[users], to_csr(masked, n_items), to_csr(truth, n_items), KS)
+    got = full_ranking_metrics(
+        lambda users: scores[users], to_csr(masked, n_items), to_csr(truth, n_items), KS
+    )
     expected, users = ref_mean_metrics(scores, masked, truth, KS)
     assert got["users_evaluated"] == len(users) < len(truth)  # users with no relevant items are skipped
     for name, value in expected.items():
@@ -288,7 +338,9 @@ def test_full_ranking_metrics_match_ranx(ties):
 
     scores, masked, truth = make_case(7, ties)
     n_items = scores.shape[1]
-    got = full_ranking_metrics(lambda users: scores[users], to_csr(masked, n_items), to_csr(truth, n_items), KS)
+    got = full_ranking_metrics(
+        lambda users: scores[users], to_csr(masked, n_items), to_csr(truth, n_items), KS
+    )
     users = [u for u in range(len(truth)) if truth[u]]
     ranked = {u: ref_ranking(scores[u], masked[u]) for u in users}
     qrels = Qrels({f"u{u}": {f"i{j}": 1 for j in truth[u]} for u in users})
@@ -352,7 +404,9 @@ def test_full_ranking_metrics_k_larger_than_catalogue():
     truth = [set(rng.choice(n_items, int(rng.integers(0, 6)), replace=False).tolist()) for _ in range(15)]
     masked = [set() for _ in range(15)]
     ks = [3, 8, 12]
-    got = full_ranking_metrics(lambda users: scores[users], to_csr(masked, n_items), to_csr(truth, n_items), ks)
+    got = full_ranking_metrics(
+        lambda users: scores[users], to_csr(masked, n_items), to_csr(truth, n_items), ks
+    )
     expected, _ = ref_mean_metrics(scores, masked, truth, ks)
     for name, value in expected.items():
         assert got[name] == pytest.approx(value, abs=1e-9), name
@@ -375,3 +429,59 @@ def test_full_ranking_metrics_perfect_and_worst_rankers():
     worst = -best
     got = full_ranking_metrics(lambda users: worst[users], none, to_csr(truth, n_items), [5])
     assert all(got[f"{m}_at_5"] == 0.0 for m in METRICS)
+
+
+def short_lists_case():
+    """12 items; some users have most of the catalogue masked, so fewer than K candidates remain."""
+    rng = np.random.default_rng(12)
+    n_users, n_items = 16, 12
+    scores = rng.integers(0, 3, size=(n_users, n_items)).astype(np.float32)
+    masked, truth = [], []
+    for u in range(n_users):
+        m = set(rng.choice(n_items, [0, 3, 7, 9][u % 4], replace=False).tolist())
+        free = sorted(set(range(n_items)) - m)
+        truth.append(set(rng.choice(free, min(len(free), 1 + u % 3), replace=False).tolist()))
+        masked.append(m)
+    masked[5] = set(range(n_items)) - {n_items - 2}  # only one candidate left
+    truth[5] = {n_items - 2}
+    masked[6] = set(range(1, n_items))  # only item 0 is left
+    truth[6] = {0}
+    for u in range(n_users):  # the last item is never a candidate (so -1 padding must not count as it)
+        masked[u].add(n_items - 1)
+        truth[u].discard(n_items - 1)
+    return scores, masked, truth
+
+
+def test_full_ranking_metrics_with_fewer_candidates_than_k():
+    scores, masked, truth = short_lists_case()
+    n_items = scores.shape[1]
+    ks = [2, 5, 10]
+    got = full_ranking_metrics(
+        lambda users: scores[users], to_csr(masked, n_items), to_csr(truth, n_items), ks
+    )
+    expected, users = ref_mean_metrics(scores, masked, truth, ks)
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, abs=1e-9), name
+    for k in ks:  # padding (-1) is not an item: coverage counts only listed items
+        shown = {j for u in users for j in ref_ranking(scores[u], masked[u])[:k]}
+        assert n_items - 1 not in shown
+        assert got[f"coverage_at_{k}"] == pytest.approx(len(shown) / n_items, abs=1e-12)
+    assert got["coverage_at_10"] < 1.0
+
+
+def test_mean_popularity_with_fewer_candidates_than_k():
+    # "the average share of training users who played a recommended item": an average over the items
+    # actually recommended, padding slots excluded
+    scores, masked, truth = short_lists_case()
+    n_items = scores.shape[1]
+    pop = np.linspace(0.05, 0.95, n_items)
+    got = full_ranking_metrics(
+        lambda users: scores[users],
+        to_csr(masked, n_items),
+        to_csr(truth, n_items),
+        [10],
+        item_popularity=pop,
+    )
+    users = [u for u in range(len(truth)) if truth[u]]
+    shown = [j for u in users for j in ref_ranking(scores[u], masked[u])[:10]]
+    assert got["mean_popularity_at_10"] == pytest.approx(float(np.mean(pop[shown])), abs=1e-12)

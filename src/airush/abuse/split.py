@@ -15,8 +15,9 @@ def user_disjoint_split(
     """Row positions of `sessions` per split name, users assigned whole.
 
     Accounts with and without positive sessions are allocated separately, each in proportion to
-    `fractions` (normalised), and positive accounts are dealt out in order of their bot kind, so every
-    split gets its share of positives and of each kind (given enough accounts).
+    `fractions` (normalised) but with at least one account per split whenever there are as many accounts
+    as splits, so valid and test always hold positives to score; positive accounts are dealt out in order of
+    their bot kind, so each kind spreads over the splits.
     """
     names = list(fractions)
     weights = np.array([fractions[k] for k in names], dtype=np.float64)
@@ -38,16 +39,31 @@ def user_disjoint_split(
     return {name: np.flatnonzero(assigned == i) for i, name in enumerate(names)}
 
 
-def deal(n: int, weights: np.ndarray) -> np.ndarray:
-    """Split index for n items in turn: each goes to the split furthest below its share so far.
+def quotas(n: int, weights: np.ndarray) -> np.ndarray:
+    """Items per split: largest-remainder shares of n, at least one per split of positive weight if n allows."""
+    exact = weights * n
+    counts = np.floor(exact).astype(np.int64)
+    counts[np.argsort(-(exact - counts), kind="stable")[: n - counts.sum()]] += 1
+    wanted = weights > 0
+    if n >= wanted.sum():
+        while (short := np.flatnonzero(wanted & (counts == 0))).size:
+            counts[np.argmax(counts)] -= 1
+            counts[short[0]] += 1
+    return counts
 
-    Any prefix of the sequence is split in proportion to `weights` (within one item per split), so users of
-    one kind, dealt consecutively, spread over all splits.
+
+def deal(n: int, weights: np.ndarray) -> np.ndarray:
+    """Split index for n items in turn: each goes to the split furthest below its quota's share so far.
+
+    The totals are `quotas(n, weights)`; every prefix is split nearly in proportion, so users of one kind,
+    dealt consecutively, spread over all splits.
     """
-    counts = np.zeros(len(weights))
+    target = quotas(n, weights)
+    share = target / max(n, 1)
+    counts = np.zeros(len(weights), dtype=np.int64)
     out = np.empty(n, dtype=np.int64)
     for i in range(n):
-        deficit = weights * (i + 1) - counts
+        deficit = np.where(counts < target, share * (i + 1) - counts, -np.inf)
         out[i] = int(np.argmax(deficit))
         counts[out[i]] += 1
     return out

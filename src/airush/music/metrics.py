@@ -72,6 +72,7 @@ def full_ranking_metrics(
     totals = {f"{m}_at_{k}": 0.0 for m in METRICS for k in ks}
     recommended = {k: np.zeros(n_items, dtype=bool) for k in ks}
     pop_sum = dict.fromkeys(ks, 0.0)
+    listed_count = dict.fromkeys(ks, 0)
     block = users_per_block(n_items, batch_users)
     for lo in range(0, len(users), block):
         batch = users[lo : lo + block]
@@ -82,6 +83,7 @@ def full_ranking_metrics(
         for k in ks:
             listed = top[:, :k][top[:, :k] >= 0]
             recommended[k][listed] = True
+            listed_count[k] += len(listed)
             if item_popularity is not None:
                 pop_sum[k] += float(item_popularity[listed].sum())
         if bar is not None:
@@ -91,6 +93,6 @@ def full_ranking_metrics(
     for k in ks:
         out[f"coverage_at_{k}"] = float(recommended[k].mean())
         if item_popularity is not None:
-            out[f"mean_popularity_at_{k}"] = pop_sum[k] / (n * min(k, n_items))
+            out[f"mean_popularity_at_{k}"] = pop_sum[k] / max(listed_count[k], 1)
     out["users_evaluated"] = float(len(users))
     return out

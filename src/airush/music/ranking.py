@@ -52,7 +52,8 @@ def membership(top: np.ndarray, truth_rows: sp.csr_matrix) -> np.ndarray:
     """Boolean (n_users, k): is top[u, j] among row u's true items? (-1 padding never is.)"""
     n_items = truth_rows.shape[1]
     truth_rows = truth_rows.tocsr()
-    truth_rows.sort_indices()
+    if not truth_rows.has_sorted_indices:
+        truth_rows = truth_rows.sorted_indices()  # a sorted copy: the caller's matrix stays as it was
     row_of = np.repeat(np.arange(truth_rows.shape[0], dtype=np.int64), np.diff(truth_rows.indptr))
     truth_keys = row_of * n_items + truth_rows.indices  # sorted: rows ascending, indices sorted per row
     cand = np.arange(top.shape[0], dtype=np.int64)[:, None] * n_items + top

@@ -13,15 +13,16 @@ def per_user_random_split(
 ) -> dict[str, pd.DataFrame]:
     """Split each user's rows by `fractions` (e.g. train 0.8, valid 0.1, test 0.1).
 
-    A user with n >= `min_interactions` rows gives round(n·f) rows to every split after the first (at least
-    one each) and the rest to the first; users with fewer rows stay entirely in the first split, so they
-    are trained on but not evaluated. Vectorised: one shuffle key per row, ranks within users.
+    A user with n >= `min_interactions` rows (never fewer than one row per split) gives round(n·f) rows to
+    every split after the first (at least one each) and the rest to the first; users with fewer rows stay
+    entirely in the first split, so they are trained on but not evaluated. Vectorised: one shuffle key per row, ranks within users.
     """
     names = list(fractions)
     f = np.array([fractions[k] for k in names], dtype=np.float64)
     if len(names) < 2 or (f < 0).any() or f.sum() <= 0:
         raise ConfigError(f"task.split needs >= 2 non-negative fractions, got {dict(fractions)}")
     f = f / f.sum()
+    min_interactions = max(int(min_interactions), len(names))
     rng = np.random.default_rng(seed)
     user = interactions["user"].to_numpy()
     order = np.lexsort((rng.random(len(user)), user))
