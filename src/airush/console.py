@@ -64,12 +64,37 @@ class StageBar:
 
 
 def print_results(title: str, metrics: dict[str, float], footer: Iterable[tuple[str, str]]) -> None:
-    table = Table(title=title, title_justify="left")
-    table.add_column("metric", style="bold")
-    table.add_column("value", justify="right")
-    for name, value in metrics.items():
-        table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
+    """Metrics as a table: `name_at_K` metrics as a name x K grid, the rest one per row."""
     out = console()
-    out.print(table)
+    out.print(results_table(title, metrics))
     for key, value in footer:
         out.print(f"[bold]{key}:[/bold] {value}", soft_wrap=True, highlight=False)
+
+
+def results_table(title: str, metrics: dict[str, float]) -> Table:
+    grid: dict[str, dict[int, float]] = {}
+    single: dict[str, float] = {}
+    for name, value in metrics.items():
+        base, sep, k = name.rpartition("_at_")
+        if sep and k.isdigit():
+            grid.setdefault(base, {})[int(k)] = value
+        else:
+            single[name] = value
+    ks = sorted({k for by_k in grid.values() for k in by_k})
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric", style="bold")
+    for k in ks or [None]:
+        table.add_column(f"@{k}" if k is not None else "value", justify="right")
+    for base, by_k in grid.items():
+        table.add_row(base, *(_fmt(by_k.get(k)) for k in ks))
+    for name, value in single.items():
+        table.add_row(name, _fmt(value), *[""] * (max(len(ks), 1) - 1))
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.0f}" if value.is_integer() and abs(value) >= 1 else f"{value:.4f}"
+    return str(value)

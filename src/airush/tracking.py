@@ -184,11 +184,13 @@ def tracked_run(
     sweep_dir: Path | None = None,
 ) -> Iterator[TrackedRun]:
     """An MLflow run that ends FINISHED, FAILED (traceback logged) or KILLED (Ctrl-C)."""
-    client = client_for(check_tracking_uri(tracking_uri))
     try:
-        experiment_id = ensure_experiment(
-            client, experiment, artifact_location or default_artifact_location(tracking_uri, experiment)
-        )
+        with store_lock(check_tracking_uri(tracking_uri)):  # concurrent first runs race on schema migrations
+            client = client_for(tracking_uri)
+            client.search_experiments(max_results=1)  # creates/migrates the store, inside the lock
+            experiment_id = ensure_experiment(
+                client, experiment, artifact_location or default_artifact_location(tracking_uri, experiment)
+            )
     except ConfigError:
         raise
     except Exception as err:
@@ -215,14 +217,26 @@ def tracked_run(
 
 
 @contextmanager
-def _locked(sweep_dir: Path) -> Iterator[None]:
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    with open(sweep_dir / ".mlflow.lock", "w") as lock:
+def _locked(lock_path: Path) -> Iterator[None]:
+    """An exclusive advisory lock between processes on this machine."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Serialise store creation for a local sqlite file; servers and other databases handle their own."""
+    path = sqlite_path(uri) if uri.startswith("sqlite:") else None
+    if path is None:
+        yield
+        return
+    with _locked(path.with_name(path.name + ".lock")):
+        yield
 
 
 def read_parents(sweep_dir: Path) -> dict[str, str]:
@@ -232,7 +246,7 @@ def read_parents(sweep_dir: Path) -> dict[str, str]:
 
 def sweep_parent_run(client, experiment_id: str, sweep_dir: Path) -> str:
     """The sweep's parent run in this experiment, created by whichever job gets here first."""
-    with _locked(sweep_dir):
+    with _locked(sweep_dir / ".mlflow.lock"):
         parents = read_parents(sweep_dir)
         if experiment_id not in parents:
             info_path = sweep_dir / "sweep.json"
