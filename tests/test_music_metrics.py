@@ -397,6 +397,18 @@ def test_mean_popularity_is_the_average_popularity_of_recommended_items():
         assert got[f"mean_popularity_at_{k}"] == pytest.approx(float(np.mean(pop[shown])), abs=1e-12)
 
 
+def assert_matches_reference(scores, masked, truth, ks):
+    """Our metrics equal the per-user reference loop; returns (our metrics, users the reference scored)."""
+    n_items = scores.shape[1]
+    got = full_ranking_metrics(
+        lambda users: scores[users], to_csr(masked, n_items), to_csr(truth, n_items), ks
+    )
+    expected, users = ref_mean_metrics(scores, masked, truth, ks)
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, abs=1e-9), name
+    return got, users
+
+
 def test_full_ranking_metrics_k_larger_than_catalogue():
     rng = np.random.default_rng(10)
     n_items = 8
@@ -404,12 +416,7 @@ def test_full_ranking_metrics_k_larger_than_catalogue():
     truth = [set(rng.choice(n_items, int(rng.integers(0, 6)), replace=False).tolist()) for _ in range(15)]
     masked = [set() for _ in range(15)]
     ks = [3, 8, 12]
-    got = full_ranking_metrics(
-        lambda users: scores[users], to_csr(masked, n_items), to_csr(truth, n_items), ks
-    )
-    expected, _ = ref_mean_metrics(scores, masked, truth, ks)
-    for name, value in expected.items():
-        assert got[name] == pytest.approx(value, abs=1e-9), name
+    got, _ = assert_matches_reference(scores, masked, truth, ks)
     assert got["coverage_at_8"] == got["coverage_at_12"] == 1.0
 
 
@@ -456,12 +463,7 @@ def test_full_ranking_metrics_with_fewer_candidates_than_k():
     scores, masked, truth = short_lists_case()
     n_items = scores.shape[1]
     ks = [2, 5, 10]
-    got = full_ranking_metrics(
-        lambda users: scores[users], to_csr(masked, n_items), to_csr(truth, n_items), ks
-    )
-    expected, users = ref_mean_metrics(scores, masked, truth, ks)
-    for name, value in expected.items():
-        assert got[name] == pytest.approx(value, abs=1e-9), name
+    got, users = assert_matches_reference(scores, masked, truth, ks)
     for k in ks:  # padding (-1) is not an item: coverage counts only listed items
         shown = {j for u in users for j in ref_ranking(scores[u], masked[u])[:k]}
         assert n_items - 1 not in shown
