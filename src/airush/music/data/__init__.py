@@ -5,6 +5,7 @@ interactions (one row per user x item):
     · timestamp int64 (unix seconds, optional: -1 when unknown)
 items (one row per item, index = item id):
     item int64 · artist int64 · album int64 · genre int64 (or -1) · year int64 (or -1)
+item_tags (optional): items x tags sparse counts (Last.fm tags, Melon genres), for metadata-aware models.
 user_ids / item_ids map the dense ids back to the source's own ids.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 
 @dataclass
@@ -22,6 +24,7 @@ class Plays:
     items: pd.DataFrame
     user_ids: np.ndarray
     item_ids: np.ndarray
+    item_tags: sp.csr_matrix | None = None
 
     @property
     def n_users(self) -> int:
