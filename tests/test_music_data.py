@@ -6,11 +6,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SHARED_DATA, run_airush
 
 from airush.errors import DataError
 from airush.music.data.files import InteractionFiles
 from airush.music.data.lastfm import LastFMHetRec
+
+from conftest import SHARED_DATA, run_airush
 
 LASTFM = SHARED_DATA / "lastfm-hetrec2k"
 needs_lastfm = pytest.mark.skipif(not LASTFM.is_dir(), reason=f"Last.fm HetRec 2K not found at {LASTFM}")
@@ -103,10 +104,10 @@ def test_metadata_must_cover_played_items_and_list_each_once(tmp_path):
 
 
 def test_missing_and_empty_files(tmp_path):
-    with pytest.raises(DataError, match="nope.csv: file not found"):
+    with pytest.raises(DataError, match=r"nope\.csv: file not found"):
         InteractionFiles(str(tmp_path / "nope.csv")).load()
     (tmp_path / "empty.csv").write_text("")
-    with pytest.raises(DataError, match="empty.csv: is empty"):
+    with pytest.raises(DataError, match=r"empty\.csv: is empty"):
         InteractionFiles(str(tmp_path / "empty.csv")).load()
 
 
@@ -129,7 +130,7 @@ def test_cli_runs_on_user_files_and_refuses_bad_ones(tmp_path, tracking_uri):
 
 
 def test_missing_lastfm_folder_is_one_line(tmp_path):
-    with pytest.raises(DataError, match="Last.fm HetRec folder not found"):
+    with pytest.raises(DataError, match=r"Last\.fm HetRec folder not found"):
         LastFMHetRec(str(tmp_path / "nowhere")).load()
 
 
