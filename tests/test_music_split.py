@@ -203,3 +203,54 @@ def test_synthetic_item_popularity_is_skewed(plays):
     ]
     assert shares[0] < top < shares[1]  # the popularity exponent controls the skew
     assert shares[1] > 0.3
+
+
+# ------------------------------------------------------------------------------------------------------
+# time-based splits: no future leakage
+
+
+def _timed_interactions(seed=5):
+    from airush.music.data.synthetic import SyntheticPlays
+
+    return SyntheticPlays(n_users=150, n_items=300, n_artists=30).load(seed=seed).interactions
+
+
+def test_leave_last_out_holds_out_each_users_latest_interactions():
+    from airush.music.split import per_user_leave_last_out
+
+    inter = _timed_interactions()
+    parts = per_user_leave_last_out(inter, ["train", "valid", "test"], min_interactions=5)
+    assert sum(len(p) for p in parts.values()) == len(inter)
+    last_train = parts["train"].groupby("user")["timestamp"].max()
+    valid_t = parts["valid"].set_index("user")["timestamp"]
+    test_t = parts["test"].set_index("user")["timestamp"]
+    assert parts["test"]["user"].is_unique and parts["valid"]["user"].is_unique
+    assert (valid_t <= test_t.reindex(valid_t.index)).all()
+    assert (last_train.reindex(valid_t.index) <= valid_t).all()  # nothing in train comes after valid
+    small = inter.groupby("user").size()
+    assert set(parts["test"]["user"]) == set(small.index[small >= 5])
+
+
+def test_temporal_split_has_no_future_leakage():
+    from airush.music.split import global_temporal_split
+
+    inter = _timed_interactions()
+    parts = global_temporal_split(inter, {"train": 0.8, "valid": 0.1, "test": 0.1})
+    assert sum(len(p) for p in parts.values()) == len(inter)
+    assert parts["train"]["timestamp"].max() < parts["valid"]["timestamp"].min()
+    assert parts["valid"]["timestamp"].max() < parts["test"]["timestamp"].min()
+    assert abs(len(parts["test"]) / len(inter) - 0.1) < 0.02
+
+
+def test_time_splits_refuse_data_without_timestamps():
+    from airush.errors import ConfigError
+    from airush.music.split import split_interactions
+
+    inter = _timed_interactions().assign(timestamp=-1)
+    for method in ("leave_last_out", "temporal"):
+        with pytest.raises(ConfigError, match=f"method={method} needs a timestamp"):
+            split_interactions(
+                inter, {"method": method, "ratios": {"train": 0.8, "valid": 0.1, "test": 0.1}}, 0
+            )
+    with pytest.raises(ConfigError, match="unknown; choose from: random, leave_last_out, temporal"):
+        split_interactions(inter, {"method": "nope", "ratios": {"train": 1, "test": 1}}, 0)

@@ -39,3 +39,63 @@ def per_user_random_split(
     assignment = np.empty(len(order), dtype=np.int64)
     assignment[order] = side
     return {name: interactions[assignment == i].reset_index(drop=True) for i, name in enumerate(names)}
+
+
+def per_user_leave_last_out(
+    interactions: pd.DataFrame, names: list[str], min_interactions: int
+) -> dict[str, pd.DataFrame]:
+    """Each user's last interaction (by timestamp, then row order) goes to the last split, the one before it
+    to the split before, and so on; the rest trains. Users with fewer than `min_interactions` (at least one
+    per split) only train."""
+    _require_timestamps(interactions, "leave_last_out")
+    min_interactions = max(int(min_interactions), len(names))
+    user = interactions["user"].to_numpy()
+    order = np.lexsort((np.arange(len(user)), interactions["timestamp"].to_numpy(), user))
+    counts = np.bincount(user[order])
+    rank_from_end = (
+        counts[user[order]] - 1 - (np.arange(len(order)) - np.r_[0, np.cumsum(counts)[:-1]][user[order]])
+    )
+    held = len(names) - 1
+    side = np.where(
+        (counts[user[order]] >= min_interactions) & (rank_from_end < held), len(names) - 1 - rank_from_end, 0
+    )
+    assignment = np.empty(len(order), dtype=np.int64)
+    assignment[order] = side
+    return {name: interactions[assignment == i].reset_index(drop=True) for i, name in enumerate(names)}
+
+
+def global_temporal_split(interactions: pd.DataFrame, fractions: dict[str, float]) -> dict[str, pd.DataFrame]:
+    """One cutoff in time for everyone: the earliest share of interactions trains, later ones validate and
+    test, so no split sees the future of an earlier one (ties at a cutoff go to the earlier split)."""
+    _require_timestamps(interactions, "temporal")
+    names = list(fractions)
+    f = np.array([fractions[k] for k in names], dtype=np.float64)
+    f = f / f.sum()
+    t = interactions["timestamp"].to_numpy()
+    cutoffs = np.quantile(t, np.cumsum(f)[:-1], method="higher")
+    side = np.searchsorted(cutoffs, t, side="left")
+    return {name: interactions[side == i].reset_index(drop=True) for i, name in enumerate(names)}
+
+
+SPLIT_METHODS = ("random", "leave_last_out", "temporal")
+
+
+def split_interactions(interactions: pd.DataFrame, split_cfg: dict, seed: int) -> dict[str, pd.DataFrame]:
+    """Dispatch on `split_cfg["method"]` (random | leave_last_out | temporal) with the task's ratios."""
+    method = split_cfg.get("method", "random")
+    ratios = dict(split_cfg["ratios"])
+    min_interactions = int(split_cfg.get("min_user_interactions", 1))
+    if method == "random":
+        return per_user_random_split(interactions, ratios, seed, min_interactions)
+    if method == "leave_last_out":
+        return per_user_leave_last_out(interactions, list(ratios), min_interactions)
+    if method == "temporal":
+        return global_temporal_split(interactions, ratios)
+    raise ConfigError(f"task.split.method '{method}' unknown; choose from: {', '.join(SPLIT_METHODS)}")
+
+
+def _require_timestamps(interactions: pd.DataFrame, method: str) -> None:
+    if (interactions["timestamp"].to_numpy() < 0).any():
+        raise ConfigError(
+            f"task.split.method={method} needs a timestamp on every interaction; this data has none"
+        )

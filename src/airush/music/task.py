@@ -16,7 +16,7 @@ from airush.console import Stages
 from airush.fingerprint import frames_fingerprint
 from airush.music.data import Plays
 from airush.music.metrics import full_ranking_metrics
-from airush.music.split import per_user_random_split
+from airush.music.split import split_interactions
 
 
 @dataclass
@@ -61,9 +61,7 @@ def _csr(frame: pd.DataFrame, shape: tuple[int, int], values: np.ndarray | None 
 def split(prepared: PreparedPlays, cfg: DictConfig) -> PlaySplits:
     plays = prepared.plays
     shape = (plays.n_users, plays.n_items)
-    split_cfg = dict(cfg.task.split)
-    min_interactions = int(split_cfg.pop("min_user_interactions", 1))
-    parts = per_user_random_split(plays.interactions, split_cfg, int(cfg.seed), min_interactions)
+    parts = split_interactions(plays.interactions, dict(cfg.task.split), int(cfg.seed))
     counts = _csr(parts["train"], shape, parts["train"]["plays"].to_numpy())
     seen = _csr(parts["train"], shape)
     return PlaySplits(
