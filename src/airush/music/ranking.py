@@ -24,10 +24,34 @@ def top_k_items(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None
     """(n_users, k) item ids by descending score; NaN ranks like -inf; ties -> lower item id first.
 
     Items in a row of `exclude` (rows aligned with `scores`) are never returned: where a user has fewer than
-    k other items, the row ends in -1.
+    k other items, the row ends in -1. Fast path: one float32 partition per row; rows whose K-th place is
+    tied, or reaches an excluded/NaN/-inf item, are redone exactly with `_top_k_exact`.
     """
-    n_users, n_items = scores.shape
+    n_items = scores.shape[1]
     k = min(k, n_items)
+    if k == n_items:
+        return _top_k_exact(scores, k, exclude)
+    # a new array of -score (partitioned ascending; NaN sorts last, like -inf); excluded items get +inf
+    neg = np.negative(np.asarray(scores), dtype=np.float32)
+    if exclude is not None:
+        rows = np.repeat(np.arange(exclude.shape[0]), np.diff(exclude.indptr))
+        neg[rows, exclude.indices] = np.inf
+    part = np.argpartition(neg, k - 1, axis=1)[:, :k]
+    part_neg = np.take_along_axis(neg, part, axis=1)
+    kth = part_neg.max(axis=1)  # the K-th best score (negated)
+    # exact unless the K-th value also occurs outside the selection, or is -inf/NaN (excluded items live there)
+    ambiguous = ~np.isfinite(kth) | (np.count_nonzero(neg <= kth[:, None], axis=1) > k)
+    order = np.lexsort((part, part_neg), axis=1)
+    top = np.take_along_axis(part, order, axis=1)
+    if ambiguous.any():
+        rows = np.flatnonzero(ambiguous)
+        top[rows] = _top_k_exact(scores[rows], k, None if exclude is None else exclude[rows])
+    return top
+
+
+def _top_k_exact(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None) -> np.ndarray:
+    """The reference ordering: one uint64 key per item = (order-preserving score bits, item id)."""
+    n_users, n_items = scores.shape
     s = np.asarray(scores, dtype=np.float32) + np.float32(0.0)  # -0.0 -> +0.0 so they tie
     s = np.where(np.isnan(s), np.float32(-np.inf), s)
     bits = s.view(np.uint32)
