@@ -61,7 +61,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             tracked.set_tags({"data.fingerprint": prepared.fingerprint})
             tracked.log_params({f"dataset.{k}": str(v) for k, v in prepared.stats.items()})
             splits = task.split(prepared, cfg)
-            model = model_cls(**model_kwargs(cfg))
+            model = task.model_for(cfg, model_cls(**model_kwargs(cfg)))
             task.fit(model, splits, cfg, stages)
             metrics = task.evaluate(model, splits, cfg, stages, run_dir / "evaluation")
         model.save(run_dir / "model")

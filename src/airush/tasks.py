@@ -1,4 +1,4 @@
-"""The one interface every task implements: prepare data -> split -> fit -> evaluate.
+"""The one interface every task implements: prepare data -> split -> model_for -> fit -> evaluate.
 
 A task is a module (`airush.abuse.task`, `airush.music.task`) with these four functions; `run` drives them in
 order, so data only flows forward and every task is tracked and reported the same way.
@@ -26,6 +26,10 @@ class Prepared(Protocol):
 
 class Task(Protocol):
     def prepare(self, cfg: DictConfig, stages: Stages) -> Prepared: ...
+
+    def model_for(self, cfg: DictConfig, model: Any) -> Any:
+        """The object `fit` trains, built around the configured model (e.g. one copy per account)."""
+        ...
 
     def split(self, prepared: Prepared, cfg: DictConfig) -> Any: ...
 

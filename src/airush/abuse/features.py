@@ -164,7 +164,8 @@ def mouse_features(group, n, code, t, x, y, button) -> dict[str, np.ndarray]:
     out["mouse_teleport_rate"] = group_mean((step > TELEPORT_PX).astype(np.float64), g, n)
     out["mouse_dt_mode_share"] = group_mode_share(np.rint(dt).astype(np.int64), g, n)
     out["mouse_step_mode_share"] = group_mode_share(np.rint(step).astype(np.int64), g, n)
-    out["mouse_dt_cv"] = group_std(dt, g, n) / group_mean(dt, g, n)
+    with np.errstate(invalid="ignore", divide="ignore"):  # all gaps 0 ms (quantised clocks): NaN
+        out["mouse_dt_cv"] = group_std(dt, g, n) / group_mean(dt, g, n)
     out["mouse_pauses_per_min"] = group_count(g[dt > MOUSE_PAUSE_MS], n) / np.maximum(
         _group_span(t, group, n) / 60000.0, 1e-3
     )

@@ -46,3 +46,26 @@ def recall_by_kind(kinds: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray) ->
         mask = kinds == kind
         out[f"recall_{kind}"] = float(y_pred[mask].mean())
     return out
+
+
+def equal_error_rate(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """The error rate where false accepts equal false rejects (interpolated on the ROC curve)."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(y_true, scores)
+    fnr = 1.0 - tpr
+    i = int(np.flatnonzero(fnr <= fpr)[0])
+    if i == 0:
+        return float(fpr[0])
+    # crossing between points i-1 and i
+    d0, d1 = fpr[i - 1] - fnr[i - 1], fpr[i] - fnr[i]
+    w = d0 / (d0 - d1) if d0 != d1 else 0.0
+    return float(fpr[i - 1] + w * (fpr[i] - fpr[i - 1]))
+
+
+def recall_at_fpr(y_true: np.ndarray, scores: np.ndarray, max_fpr: float = 0.01) -> float:
+    """The highest recall (TPR) reachable while flagging at most `max_fpr` of negatives."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(y_true, scores)
+    return float(tpr[fpr <= max_fpr].max())

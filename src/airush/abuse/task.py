@@ -1,4 +1,9 @@
-"""Abuse task: events -> session features -> user-disjoint split -> classifier -> detection metrics."""
+"""Abuse task: events -> features -> split -> classifier -> detection metrics.
+
+task.scope=session (default): one model scores every session (bot or human?), user-disjoint split.
+task.scope=account: per-account verification (is this the account's owner?), for data that fixes its own
+train/test parts such as Balabit: sessions are cut into mouse actions, one model per account.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +17,27 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from airush.abuse.data import EventLog
-from airush.abuse.metrics import best_f1_threshold, detection_metrics, recall_by_kind
+from airush.abuse.metrics import (
+    best_f1_threshold,
+    detection_metrics,
+    equal_error_rate,
+    recall_at_fpr,
+    recall_by_kind,
+)
 from airush.abuse.split import user_disjoint_split
+from airush.abuse.verification import AccountVerifier, action_table
 from airush.console import Stages
+from airush.errors import ConfigError
 from airush.fingerprint import frames_fingerprint
+
+SCOPES = ("session", "account")
 
 
 @dataclass
 class PreparedSessions:
     log: EventLog
-    features: pd.DataFrame  # one row per session, aligned with log.sessions
+    features: pd.DataFrame  # one row per unit: a session (scope=session) or a mouse action (scope=account)
+    unit_session: np.ndarray  # the session each feature row belongs to
     fingerprint: str
     stats: dict[str, Any]
 
@@ -32,27 +48,51 @@ class SessionSplits:
     y: dict[str, np.ndarray]
     kind: dict[str, np.ndarray]
     session_id: dict[str, np.ndarray]
+    account: dict[str, np.ndarray] | None = None  # scope=account: claimed account of each feature row
+
+
+def scope(cfg: DictConfig) -> str:
+    value = str(cfg.task.get("scope", "session"))
+    if value not in SCOPES:
+        raise ConfigError(f"task.scope '{value}' unknown; choose from: {', '.join(SCOPES)}")
+    return value
 
 
 def prepare(cfg: DictConfig, stages: Stages) -> PreparedSessions:
-    source = instantiate(cfg.data)
-    log: EventLog = source.load(seed=int(cfg.seed), stages=stages)
+    log: EventLog = instantiate(cfg.data).load(seed=int(cfg.seed), stages=stages)
     extractor = instantiate(cfg.features)
-    session_ids = log.sessions["session_id"].to_numpy()
-    bar = stages.stage("features", total=extractor.n_chunks(log.events, session_ids))
-    features = extractor.transform(log.events, session_ids, bar=bar)
+    if scope(cfg) == "account":
+        events, unit_session = action_table(
+            log, float(cfg.task.action_pause_ms), int(cfg.task.min_action_events)
+        )
+        unit_ids = np.arange(len(unit_session), dtype=np.int64)
+    else:
+        events, unit_ids = log.events, log.sessions["session_id"].to_numpy()
+        unit_session = unit_ids
+    bar = stages.stage("features", total=extractor.n_chunks(events, unit_ids))
+    features = extractor.transform(events, unit_ids, bar=bar)
     stats = {
         "events": log.n_events,
         "sessions": len(log.sessions),
         "users": int(log.sessions["user_id"].nunique()),
         "positives": int(log.sessions["label"].sum()),
+        "feature_rows": len(features),
         "features": features.shape[1],
     }
-    return PreparedSessions(log, features, frames_fingerprint(log.events, log.sessions), stats)
+    return PreparedSessions(log, features, unit_session, frames_fingerprint(log.events, log.sessions), stats)
+
+
+def model_for(cfg: DictConfig, model):
+    """The model `fit` trains: the configured one, or one copy per account for scope=account."""
+    if scope(cfg) == "account":
+        return AccountVerifier(model, impostor_ratio=float(cfg.task.impostor_ratio), seed=int(cfg.seed))
+    return model
 
 
 def split(prepared: PreparedSessions, cfg: DictConfig) -> SessionSplits:
     sessions = prepared.log.sessions
+    if scope(cfg) == "account":
+        return _account_split(prepared)
     parts = user_disjoint_split(sessions, dict(cfg.task.split), seed=int(cfg.seed))
     return SessionSplits(
         X={k: prepared.features.iloc[rows] for k, rows in parts.items()},
@@ -62,7 +102,30 @@ def split(prepared: PreparedSessions, cfg: DictConfig) -> SessionSplits:
     )
 
 
+def _account_split(prepared: PreparedSessions) -> SessionSplits:
+    """The data's own parts: owners' training sessions to learn from, labelled test sessions to score."""
+    sessions = prepared.log.sessions.set_index("session_id")
+    if "part" not in sessions:
+        raise ConfigError("task.scope=account needs data with its own train/test parts (e.g. data=balabit)")
+    part = sessions["part"].reindex(prepared.unit_session).to_numpy()
+    account = sessions["user_id"].reindex(prepared.unit_session).to_numpy()
+    out = SessionSplits(X={}, y={}, kind={}, session_id={}, account={})
+    for name in ("train", "test"):
+        rows = np.flatnonzero(part == name)
+        out.X[name] = prepared.features.iloc[rows]
+        out.account[name] = account[rows]
+        out.session_id[name] = prepared.unit_session[rows]
+        labelled = sessions.loc[np.unique(out.session_id[name])]
+        out.y[name] = labelled["label"].to_numpy()
+        out.kind[name] = labelled["kind"].to_numpy()
+    return out
+
+
 def fit(model, splits: SessionSplits, cfg: DictConfig, stages: Stages) -> None:
+    if isinstance(model, AccountVerifier):
+        bar = stages.stage("train accounts", total=len(np.unique(splits.account["train"])))
+        model.fit(splits.X["train"], splits.account["train"], bar=bar)
+        return
     bar = stages.stage("train", total=int(getattr(model, "num_boost_round", 1)))
     model.fit(splits.X["train"], splits.y["train"], splits.X["valid"], splits.y["valid"], bar=bar)
     bar.done()
@@ -71,20 +134,25 @@ def fit(model, splits: SessionSplits, cfg: DictConfig, stages: Stages) -> None:
 def evaluate(
     model, splits: SessionSplits, cfg: DictConfig, stages: Stages, out_dir: Path
 ) -> dict[str, float]:
-    """Test metrics at the F1-best threshold on valid, recall per bot kind, test predictions as Parquet."""
-    threshold = best_f1_threshold(splits.y["valid"], model.predict_proba(splits.X["valid"]))
-    scores = model.predict_proba(splits.X["test"])
-    metrics = detection_metrics(splits.y["test"], scores, threshold)
-    metrics |= recall_by_kind(splits.kind["test"], splits.y["test"], (scores >= threshold).astype(int))
+    """Test ROC-AUC, PR-AUC, EER, recall at 1% FPR, F1 (threshold chosen on valid, or 0.5 per account),
+    recall per positive kind; test predictions as Parquet."""
+    if isinstance(model, AccountVerifier):
+        by_session = model.score_sessions(splits.X["test"], splits.account["test"], splits.session_id["test"])
+        scores, threshold = by_session.to_numpy(), 0.5
+        session_ids = by_session.index.to_numpy()
+    else:
+        threshold = best_f1_threshold(splits.y["valid"], model.predict_proba(splits.X["valid"]))
+        scores = model.predict_proba(splits.X["test"])
+        session_ids = splits.session_id["test"]
+    y, kind = splits.y["test"], splits.kind["test"]
+    metrics = detection_metrics(y, scores, threshold)
+    if 0 < y.sum() < len(y):
+        metrics |= {"eer": equal_error_rate(y, scores), "recall_at_1pct_fpr": recall_at_fpr(y, scores, 0.01)}
+    metrics |= recall_by_kind(kind, y, (scores >= threshold).astype(int))
     out_dir.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(
-        {
-            "session_id": splits.session_id["test"],
-            "label": splits.y["test"],
-            "kind": splits.kind["test"],
-            "score": scores,
-        }
-    ).to_parquet(out_dir / "test_predictions.parquet", index=False)
+    pd.DataFrame({"session_id": session_ids, "label": y, "kind": kind, "score": scores}).to_parquet(
+        out_dir / "test_predictions.parquet", index=False
+    )
     if hasattr(model, "feature_importance"):
         model.feature_importance().to_frame().to_csv(out_dir / "feature_importance.csv")
     return metrics

@@ -6,6 +6,7 @@ events (one row per input event, sorted by session_id then t_ms):
     button category (BUTTONS; "none" for moves and key events)
 sessions (one row per session):
     session_id int64 · user_id int64 (the account) · label int8 (1 = bot/intruder) · kind str ("human" or a bot kind)
+    · part str, optional: "train"/"test" where the data set fixes its own split (Balabit)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pandas as pd
 
 EVENT_KINDS = ("key_down", "key_up", "move", "button_down", "button_up", "drag", "wheel")
 KEY_EVENTS = ("key_down", "key_up")
-BUTTONS = ("none", "left", "right", "middle")
+BUTTONS = ("none", "left", "right", "middle", "x")  # x: extra (side) buttons
 HUMAN = "human"
 
 

@@ -1,0 +1,158 @@
+"""The Balabit Mouse Dynamics Challenge folder as published: training_files/userN/session_*,
+test_files/userN/session_*, public_labels.csv (filename,is_illegal).
+
+Training sessions are the account owner's (label 0, part "train"); test sessions with a public label keep
+it (1 = someone else used the account, part "test"); unlabelled test sessions are left out. Quirks:
+- times: `client timestamp` in seconds, quantised to ~15.6 ms (Windows timer), made ms; rows are kept in
+  file order, which is time order;
+- x/y sentinels up to 65535 (remote-desktop artefacts) are dropped, not clipped: no screen is that wide;
+- state Move/Drag -> move/drag, Pressed/Released -> button_down/up, Down/Up (button Scroll) -> wheel.
+Parsing 1.7k files takes ~10 s, so the result is cached as Parquet under `cache_dir`, keyed by a hash of
+the source files' names, sizes and contents: a changed file means a new cache, never a stale one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from airush.abuse.data import BUTTONS, EVENT_KINDS, EventLog
+from airush.errors import DataError
+from airush.tables import integer_column, read_table, resolve_path
+
+HEADER = ["record timestamp", "client timestamp", "button", "state", "x", "y"]
+SENTINEL_PX = 16384  # larger coordinates are remote-desktop artefacts
+STATE_EVENT = {"Move": "move", "Drag": "drag", "Pressed": "button_down", "Released": "button_up",
+               "Down": "wheel", "Up": "wheel"}  # fmt: skip
+BUTTON = {
+    "NoButton": "none",
+    "Left": "left",
+    "Right": "right",
+    "Middle": "middle",
+    "XButton": "x",
+    "Scroll": "none",
+}
+
+
+@dataclass
+class BalabitMouse:
+    root: str
+    cache_dir: str | None = None
+    users: list[int] | None = None  # a subset of accounts (e.g. for a quick CI run)
+    max_test_sessions: int | None = None  # per account, the first ones by file name
+
+    def load(self, seed: int = 0, stages=None) -> EventLog:
+        root = resolve_path(self.root)
+        for part in ("training_files", "test_files", "public_labels.csv"):
+            if not (root / part).exists():
+                raise DataError(f"not a Balabit folder: {part} missing (set data.root=...)", path=root)
+        files = self._files(root)
+        digest = files_digest(root, [path for path, _ in files])
+        cache = resolve_path(self.cache_dir) / f"balabit-{digest[:20]}" if self.cache_dir else None
+        if cache is not None and (cache / "events.parquet").exists():
+            return EventLog(
+                pd.read_parquet(cache / "events.parquet"), pd.read_parquet(cache / "sessions.parquet")
+            )
+        bar = stages.stage("parse Balabit", total=len(files)) if stages else None
+        log = parse_sessions(files, bar)
+        if cache is not None:
+            write_cache(cache, log)
+        return log
+
+    def _files(self, root: Path) -> list[tuple[Path, dict]]:
+        labels_path = root / "public_labels.csv"
+        labels = read_table(labels_path, ["filename", "is_illegal"])
+        is_illegal = dict(
+            zip(labels["filename"], integer_column(labels, "is_illegal", labels_path), strict=True)
+        )
+        files = []
+        for part, folder in (("train", "training_files"), ("test", "test_files")):
+            for user_dir in sorted((root / folder).glob("user*"), key=lambda p: int(p.name[4:])):
+                user = int(user_dir.name[4:])
+                if self.users is not None and user not in self.users:
+                    continue
+                sessions = sorted(
+                    p for p in user_dir.glob("session_*") if part == "train" or p.name in is_illegal
+                )
+                if part == "test" and self.max_test_sessions is not None:
+                    sessions = sessions[: self.max_test_sessions]
+                for path in sessions:
+                    label = is_illegal.get(path.name, 0) if part == "test" else 0
+                    files.append((path, {"user_id": user, "label": label, "part": part}))
+        if not files:
+            raise DataError(f"no sessions found for users {self.users}", path=root)
+        return files
+
+
+def files_digest(root: Path, paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f"{path.relative_to(root)}:{path.stat().st_size}:".encode())
+        with open(path, "rb") as handle:
+            digest.update(hashlib.file_digest(handle, "sha1").digest())
+    return digest.hexdigest()
+
+
+def parse_sessions(files: list[tuple[Path, dict]], bar=None) -> EventLog:
+    frames, sessions = [], []
+    for path, meta in files:
+        session_id = int(re.sub(r"\D", "", path.name))
+        frame = pd.read_csv(path)
+        if list(frame.columns) != HEADER:
+            raise DataError(f"unexpected header {list(frame.columns)}; expected {HEADER}", path=path, row=1)
+        for column in ("client timestamp", "x", "y"):
+            if not pd.api.types.is_numeric_dtype(frame[column]):
+                bad = pd.to_numeric(frame[column], errors="coerce").isna().to_numpy()
+                raise DataError(
+                    "expected a number", path=path, row=int(np.flatnonzero(bad)[0]) + 2, column=column
+                )
+        frame["session_id"] = session_id
+        frames.append(frame)
+        sessions.append({"session_id": session_id, **meta})
+        if bar is not None:
+            bar.advance()
+    raw = pd.concat(frames, ignore_index=True)
+    keep = (raw["x"] < SENTINEL_PX) & (raw["y"] < SENTINEL_PX)
+    raw = raw[keep.to_numpy()]
+    event = raw["state"].map(STATE_EVENT)
+    button = raw["button"].map(BUTTON)
+    unknown = event.isna() | button.isna()
+    if unknown.any():
+        row = raw[unknown.to_numpy()].iloc[0]
+        raise DataError(f"unknown state/button {row['state']!r}/{row['button']!r}", column="state")
+    events = pd.DataFrame(
+        {
+            "session_id": raw["session_id"].to_numpy(np.int64),
+            "t_ms": raw["client timestamp"].to_numpy(np.float64) * 1000.0,
+            "event": pd.Categorical(event.to_numpy(), categories=EVENT_KINDS),
+            "key": np.full(len(raw), -1, np.int16),
+            "x": raw["x"].to_numpy(np.float32),
+            "y": raw["y"].to_numpy(np.float32),
+            "button": pd.Categorical(button.to_numpy(), categories=BUTTONS),
+        }
+    )
+    events = events.sort_values(["session_id", "t_ms"], kind="stable", ignore_index=True)
+    table = pd.DataFrame(sessions).sort_values("session_id", ignore_index=True)
+    table["kind"] = np.where(table["label"] == 1, "intruder", "owner")
+    table = table.astype({"session_id": np.int64, "user_id": np.int64, "label": np.int8})
+    return EventLog(events, table[["session_id", "user_id", "label", "kind", "part"]])
+
+
+def write_cache(cache: Path, log: EventLog) -> None:
+    """Write to a temporary folder, then rename: a run killed mid-write leaves no half cache."""
+    tmp = cache.with_name(f"{cache.name}.tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    log.events.to_parquet(tmp / "events.parquet", index=False)
+    log.sessions.to_parquet(tmp / "sessions.parquet", index=False)
+    try:
+        tmp.rename(cache)
+    except OSError:  # another process wrote it first
+        for child in tmp.iterdir():
+            child.unlink()
+        tmp.rmdir()

@@ -1,0 +1,78 @@
+"""Balabit Mouse Dynamics Challenge: the published folder loads as documented, and per-account
+verification runs end to end (reduced to a few accounts so CI stays fast)."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+
+from airush.abuse.data.balabit import BalabitMouse
+from airush.errors import DataError
+
+from conftest import SHARED_DATA, run_airush
+
+BALABIT = SHARED_DATA / "balabit"
+needs_balabit = pytest.mark.skipif(not BALABIT.is_dir(), reason=f"Balabit data not found at {BALABIT}")
+
+
+@needs_balabit
+def test_balabit_loads_the_published_layout_and_caches_it(tmp_path):
+    source = BalabitMouse(str(BALABIT), cache_dir=str(tmp_path / "cache"), users=[7, 9])
+    log = source.load()
+    sessions = log.sessions
+    assert set(sessions["user_id"]) == {7, 9}
+    assert set(sessions["part"]) == {"train", "test"}
+    assert (sessions.loc[sessions["part"] == "train", "label"] == 0).all()
+    assert set(sessions["kind"]) == {"owner", "intruder"}
+    events = log.events
+    assert events["x"].max() < 16384 and events["y"].max() < 16384  # 65535 sentinels dropped
+    assert events.groupby("session_id")["t_ms"].apply(lambda t: t.is_monotonic_increasing).all()
+    assert set(events["event"].unique()) <= {"move", "drag", "button_down", "button_up", "wheel"}
+    cached = BalabitMouse(str(BALABIT), cache_dir=str(tmp_path / "cache"), users=[7, 9]).load()
+    assert cached.events.equals(events) and cached.sessions.equals(sessions)
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+
+
+@needs_balabit
+def test_balabit_public_label_counts():
+    sessions = BalabitMouse(str(BALABIT)).load().sessions
+    assert (sessions["part"] == "train").sum() == 65
+    test = sessions[sessions["part"] == "test"]
+    assert len(test) == 816 and test["label"].sum() == 405
+
+
+def test_not_a_balabit_folder_is_one_line(tmp_path):
+    with pytest.raises(DataError, match="not a Balabit folder: training_files missing"):
+        BalabitMouse(str(tmp_path)).load()
+
+
+@needs_balabit
+@pytest.mark.slow
+def test_account_verification_on_a_few_accounts_through_the_cli(tmp_path, tracking_uri):
+    args = [
+        "data=balabit",
+        f"data.root={BALABIT}",
+        "data.users=[7,9,12]",
+        "data.max_test_sessions=40",
+        "features=mouse",
+        "task.scope=account",
+        "model.num_boost_round=200",
+    ]
+    result = run_airush(args, tmp_path, tracking_uri)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = mlflow.MlflowClient(tracking_uri)
+    (found,) = client.search_runs([client.get_experiment_by_name("abuse").experiment_id])
+    assert found.data.metrics["roc_auc"] > 0.75
+    assert {"eer", "recall_at_1pct_fpr", "recall_intruder"} <= set(found.data.metrics)
+    models = {a.path for a in client.list_artifacts(found.info.run_id, "model")}
+    assert {"model/user7", "model/user9", "model/user12", "model/accounts.json"} <= models
+
+
+def test_account_scope_needs_data_with_its_own_parts(compose_cfg):
+    from airush.errors import ConfigError
+    from airush.run import run
+
+    from conftest import SMALL
+
+    with pytest.raises(ConfigError, match=r"task\.scope=account needs data with its own train/test parts"):
+        run(compose_cfg(["task.scope=account", "features=mouse", *SMALL["abuse"]]))
