@@ -80,9 +80,9 @@ def test_same_command_twice_gives_identical_metrics(tmp_path, tracking_uri):
     [
         (
             ["task=music", "model=lgbm"],
-            "model 'lgbm' is for task abuse, not music; music model choices: als, pop",
+            "model 'lgbm' is for task abuse, not music; music model choices: als, bpr, ease, itemknn, pop",
         ),
-        (["model=nope"], "unknown model 'nope'; choose from: als, lgbm, pop"),
+        (["model=nope"], "unknown model 'nope'; choose from: als, bpr, ease, itemknn, lgbm, pop"),
         (["task=nope"], "unknown task 'nope'; choose from: abuse, music"),
         (["features=binary"], "features 'binary' is for task music, not abuse"),
         (["-m", "task=music", "model=pop,lgbm"], "model 'lgbm' is for task abuse, not music"),

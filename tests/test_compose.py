@@ -62,15 +62,13 @@ def test_lgbm_model_reloads_with_same_scores(compose_cfg):
     )
 
 
-@pytest.mark.parametrize("model", ["als", "pop"])
+@pytest.mark.parametrize("model", options_for_task("model", "music"))
 def test_music_model_reloads_with_same_scores(model, compose_cfg):
-    from airush.music.models.als import ALSRecommender
-    from airush.music.models.pop import PopularityRecommender
+    from airush.run import _import
 
-    cls = {"als": ALSRecommender, "pop": PopularityRecommender}[model]
     cfg = compose_cfg(["task=music", f"model={model}", *SMALL["music"]])
     run(cfg)
-    loaded = cls.load(Path(cfg.paths.run_dir) / "model")
+    loaded = _import(cfg.model._target_).load(Path(cfg.paths.run_dir) / "model")
     users = np.arange(10)
     top = loaded.recommend(users, 10)
     assert top.shape == (10, 10)

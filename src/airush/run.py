@@ -92,7 +92,10 @@ def sweep_objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
 
 
 def resolve_shorthands(cfg: DictConfig) -> DictConfig:
-    """Check the model/data/features fit the task and apply `lr` to the active model."""
+    """Check the model/data/features fit the task, nothing mandatory is left unset, and apply `lr`."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} must be set, e.g. `airush ... {missing[0]}=...`")
     cfg = cfg.copy()
     for group in TASK_BOUND_GROUPS:
         check_fits_task(group, choice_name(cfg, group), cfg.task.name, target_task(cfg[group]._target_))

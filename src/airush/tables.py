@@ -46,7 +46,15 @@ def read_table(
             first_row = 1
         else:
             delimiter = sep or ("\t" if path.suffix.lower() in (".tsv", ".dat", ".tab") else ",")
-            frame = pd.read_csv(path, sep=delimiter, dtype=str, keep_default_na=False, encoding="utf-8")
+            # blank lines are kept (as blank cells, refused later) so row numbers match the file's lines
+            frame = pd.read_csv(
+                path,
+                sep=delimiter,
+                dtype=str,
+                keep_default_na=False,
+                encoding="utf-8",
+                skip_blank_lines=False,
+            )
             first_row = 2
     except (pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as err:
         reason = "is empty" if isinstance(err, pd.errors.EmptyDataError) else f"cannot be read: {err}"
@@ -74,6 +82,7 @@ def _fail(frame: pd.DataFrame, bad: np.ndarray, column: str, path: Path, expecte
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         value = frame[column].iloc[i]
+        value = value.item() if isinstance(value, np.generic) else value
         raise DataError(
             f"expected {expected}, got {value!r}", path=path, row=i + frame.attrs["first_row"], column=column
         )

@@ -13,6 +13,7 @@ sessions file, one row per session:
     label       0 (human) or 1 (bot/intruder)
     [kind]      "human" on label 0; a bot kind on label 1, e.g. "macro" (names the recall_<kind> metric).
                 Blank or absent: "human" for label 0, "positive" for label 1.
+    [part]      "train" or "test" on every row, for data that fixes its own split (task.scope=account)
 
 Any mismatch is one DataError naming the file, row and column. Rows are counted as a user sees them: in a CSV
 the header is line 1, so the first data row is row 2; in Parquet the first row is row 1. A valid CSV is read
@@ -31,7 +32,7 @@ import pandas as pd
 
 from airush.abuse.data import BUTTONS, EVENT_KINDS, HUMAN, KEY_EVENTS, EventLog
 from airush.errors import DataError
-from airush.tables import PARQUET, integer_column, number_column, read_table, resolve_path
+from airush.tables import PARQUET, read_table, resolve_path
 
 EVENT_COLUMNS = ("session_id", "t_ms", "event", "key", "x", "y", "button")
 SESSION_COLUMNS = ("session_id", "user_id", "label")
@@ -39,6 +40,7 @@ SESSION_COLUMNS = ("session_id", "user_id", "label")
 # screens; anything outside this box is a unit or parsing mistake, not a pointer position.
 COORD_RANGE = (-10_000.0, 100_000.0)  # px
 KEY_MAX = np.iinfo(np.int16).max
+PARTS = ("train", "test")
 POSITIVE = "positive"  # kind of a label-1 session whose file gives none
 KIND_PATTERN = r"[\w.\-]+"  # kinds become MLflow metric names (recall_<kind>)
 _BLANK = ("", "nan", "na", "n/a", "null", "none", "<na>")
@@ -59,7 +61,7 @@ class EventFiles:
         events, event_rows = _session_order(events, events_path, first_row)
         bar and bar.advance()
         sessions, session_first_row = _read_checked(
-            sessions_path, SESSION_COLUMNS, ("kind",), _parse_sessions
+            sessions_path, SESSION_COLUMNS, ("kind", "part"), _parse_sessions
         )
         _check_sessions_match(events, event_rows, events_path, sessions, sessions_path, session_first_row)
         bar and bar.advance()
@@ -98,6 +100,7 @@ def _read_typed_csv(path: Path, required, optional) -> pd.DataFrame | None:
         "event": category,
         "button": category,
         "kind": pa.string(),
+        "part": pa.string(),
     }
     expected = [*required, *optional]
     options = csv.ConvertOptions(column_types={c: types[c] for c in expected})
@@ -118,10 +121,11 @@ def _read_typed_csv(path: Path, required, optional) -> pd.DataFrame | None:
 def _parse_events(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     """Typed events in file order; the first bad cell of the first bad column (schema order) raises."""
     session_id = _ids(frame, "session_id", path)
-    t_ms = number_column(frame, "t_ms", path)
+    t_ms = _as_float(frame["t_ms"])
+    _fail(frame, ~np.isfinite(t_ms), "t_ms", path, "a finite number")
     event = _codes(frame, "event", EVENT_KINDS, path)
     is_key = np.isin(event, [EVENT_KINDS.index(k) for k in KEY_EVENTS])
-    key = integer_column(frame, "key", path, min_value=-1, missing=-1)
+    key = _integers(frame, "key", path, blank_as=-1)
     bad_key = (key > KEY_MAX) | (is_key & (key < 0))
     _fail(frame, bad_key, "key", path, f"a key code 0..{KEY_MAX} on key events (blank or -1 on mouse events)")
     x, y = (_coordinate(frame, axis, is_key, event, path) for axis in ("x", "y"))
@@ -157,7 +161,12 @@ def _parse_sessions(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
             row=i + first_row,
             column="session_id",
         )
-    return pd.DataFrame({"session_id": session_id, "user_id": user_id, "label": label, "kind": kind})
+    sessions = pd.DataFrame({"session_id": session_id, "user_id": user_id, "label": label, "kind": kind})
+    if "part" in frame:
+        part = frame["part"].astype(str).str.strip().reset_index(drop=True)
+        _fail(frame, ~part.isin(PARTS).to_numpy(), "part", path, " or ".join(PARTS))
+        sessions["part"] = part.astype(str)
+    return sessions
 
 
 def _kinds(frame: pd.DataFrame, label: np.ndarray, path: Path) -> pd.Series:
@@ -187,7 +196,27 @@ def _ids(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     exact = raw if pd.api.types.is_integer_dtype(raw) else pd.to_numeric(raw, errors="coerce")
     if pd.api.types.is_signed_integer_dtype(exact) and not exact.isna().any():
         return exact.to_numpy(np.int64)
-    return integer_column(frame, column, path)  # names the first cell that is not an integer, or takes "7.0"
+    return _integers(frame, column, path)  # names the first cell that is not an integer, or takes "7.0"
+
+
+def _integers(frame: pd.DataFrame, column: str, path: Path, blank_as: int | None = None) -> np.ndarray:
+    """int64 from whole numbers ("7" or "7.0"); blank cells become `blank_as` when given, else refused."""
+    value = _as_float(frame[column])
+    blank = _blank(frame[column])
+    whole = np.isfinite(value) & (value == np.round(value)) & (np.abs(value) < 2.0**63)
+    bad = ~blank & ~whole
+    if blank_as is None:
+        bad |= blank
+    _fail(frame, bad, column, path, "an integer" if blank_as is None else "an integer or a blank cell")
+    return np.where(blank, 0 if blank_as is None else blank_as, value).astype(np.int64)
+
+
+def _blank(raw: pd.Series) -> np.ndarray:
+    """Missing cells: NA in a typed column, or empty / "nan" / "NULL"-like text."""
+    blank = raw.isna().to_numpy()
+    if not pd.api.types.is_numeric_dtype(raw):
+        blank = blank | raw.astype(str).str.strip().str.lower().isin(_BLANK).to_numpy()
+    return blank
 
 
 def _as_float(raw: pd.Series) -> np.ndarray:
@@ -208,11 +237,8 @@ def _coordinate(
     frame: pd.DataFrame, axis: str, is_key: np.ndarray, event: np.ndarray, path: Path
 ) -> np.ndarray:
     """px as float64: any cell a number or blank; on mouse events finite and within COORD_RANGE."""
-    raw = frame[axis]
-    value = _as_float(raw)
-    blank = raw.isna().to_numpy()
-    if not pd.api.types.is_numeric_dtype(raw):
-        blank = blank | raw.astype(str).str.strip().str.lower().isin(_BLANK).to_numpy()
+    value = _as_float(frame[axis])
+    blank = _blank(frame[axis])
     lo, hi = COORD_RANGE
     not_number = np.isnan(value) & ~blank
     not_finite = ~is_key & ~np.isfinite(value)
@@ -252,7 +278,7 @@ def _session_order(events: pd.DataFrame, path: Path, first_row: int) -> tuple[pd
     if len(backwards):
         k = backwards[np.argmin(order[backwards + 1])]  # the first such row in the file
         raise DataError(
-            f"time goes backwards in session {s[k]}: {t[k + 1]!r} ms after {t[k]!r} ms at row "
+            f"time goes backwards in session {s[k]}: {float(t[k + 1])!r} ms after {float(t[k])!r} ms at row "
             f"{order[k] + first_row}; expected each session's rows in time order",
             path=path,
             row=int(order[k + 1]) + first_row,

@@ -39,3 +39,21 @@ class Recommender:
     @classmethod
     def load(cls, directory: Path) -> Recommender:
         raise NotImplementedError
+
+
+def csr_arrays(prefix: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """A CSR matrix as plain arrays for np.savez (no pickle)."""
+    return {
+        f"{prefix}_data": matrix.data,
+        f"{prefix}_indices": matrix.indices,
+        f"{prefix}_indptr": matrix.indptr,
+        f"{prefix}_shape": np.asarray(matrix.shape, dtype=np.int64),
+    }
+
+
+def csr_from(data, prefix: str) -> sp.csr_matrix:
+    """The CSR matrix `csr_arrays` stored under `prefix`."""
+    return sp.csr_matrix(
+        (data[f"{prefix}_data"], data[f"{prefix}_indices"], data[f"{prefix}_indptr"]),
+        shape=tuple(int(n) for n in data[f"{prefix}_shape"]),
+    )
