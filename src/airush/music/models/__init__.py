@@ -11,7 +11,9 @@ Protocol every model implements (settings in __init__, learned state ends in `_`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -39,6 +41,35 @@ class Recommender:
     @classmethod
     def load(cls, directory: Path) -> Recommender:
         raise NotImplementedError
+
+
+class FactorRecommender(Recommender):
+    """Users and items as vectors, score = their dot product; what the `implicit` library's models learn."""
+
+    def _fit_implicit(self, build: Callable[[], Any], train: sp.csr_matrix, callback: Callable) -> None:
+        """Build and fit an implicit model with BLAS held to one thread: implicit parallelises over users
+        itself (and warns when nested BLAS threads would compete), `callback` gets each epoch's report."""
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):  # implicit checks this when constructed
+            model = build()
+            model.fit(sp.csr_matrix(train, dtype=np.float32), show_progress=False, callback=callback)
+        self.user_factors_ = np.asarray(model.user_factors)
+        self.item_factors_ = np.asarray(model.item_factors)
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return self.user_factors_[users] @ self.item_factors_.T
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        np.savez(directory / "factors.npz", user_factors=self.user_factors_, item_factors=self.item_factors_)
+
+    @classmethod
+    def load(cls, directory: Path) -> FactorRecommender:
+        model = cls()
+        with np.load(directory / "factors.npz", allow_pickle=False) as data:
+            model.user_factors_, model.item_factors_ = data["user_factors"], data["item_factors"]
+        return model
 
 
 def csr_arrays(prefix: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:

@@ -6,15 +6,12 @@ thread during fit: implicit parallelises over users itself, and nested BLAS thre
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import scipy.sparse as sp
 
-from airush.music.models import Recommender
+from airush.music.models import FactorRecommender
 
 
-class ALSRecommender(Recommender):
+class ALSRecommender(FactorRecommender):
     def __init__(
         self,
         factors: int = 64,
@@ -33,7 +30,6 @@ class ALSRecommender(Recommender):
 
     def fit(self, train: sp.csr_matrix, bar=None) -> ALSRecommender:
         from implicit.cpu.als import AlternatingLeastSquares
-        from threadpoolctl import threadpool_limits
 
         loss: dict[int, float] = {}
 
@@ -42,8 +38,8 @@ class ALSRecommender(Recommender):
             if bar is not None:
                 bar.advance()
 
-        with threadpool_limits(limits=1, user_api="blas"):  # implicit checks this when constructed
-            model = AlternatingLeastSquares(
+        self._fit_implicit(
+            lambda: AlternatingLeastSquares(
                 factors=self.factors,
                 regularization=self.regularization,
                 alpha=self.alpha,
@@ -51,24 +47,9 @@ class ALSRecommender(Recommender):
                 calculate_training_loss=True,
                 num_threads=self.num_threads,
                 random_state=self.seed,
-            )
-            model.fit(sp.csr_matrix(train, dtype=np.float32), show_progress=False, callback=on_iteration)
-        self.user_factors_ = np.asarray(model.user_factors)
-        self.item_factors_ = np.asarray(model.item_factors)
+            ),
+            train,
+            on_iteration,
+        )
         self.history_ = {"train_loss": loss}
         return self
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        return self.user_factors_[users] @ self.item_factors_.T
-
-    def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        np.savez(directory / "factors.npz", user_factors=self.user_factors_, item_factors=self.item_factors_)
-
-    @classmethod
-    def load(cls, directory: Path) -> ALSRecommender:
-        model = cls()
-        with np.load(directory / "factors.npz", allow_pickle=False) as data:
-            model.user_factors_, model.item_factors_ = data["user_factors"], data["item_factors"]
-        model.factors = model.item_factors_.shape[1]
-        return model

@@ -18,15 +18,12 @@ BLAS is held to one thread during fit, as for ALS.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import scipy.sparse as sp
 
-from airush.music.models import Recommender
+from airush.music.models import FactorRecommender
 
 
-class BPRRecommender(Recommender):
+class BPRRecommender(FactorRecommender):
     def __init__(
         self,
         factors: int = 64,
@@ -47,7 +44,6 @@ class BPRRecommender(Recommender):
 
     def fit(self, train: sp.csr_matrix, bar=None) -> BPRRecommender:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
-        from threadpoolctl import threadpool_limits
 
         train_auc: dict[int, float] = {}
         skipped_share: dict[int, float] = {}
@@ -61,8 +57,8 @@ class BPRRecommender(Recommender):
             if bar is not None:
                 bar.advance()
 
-        with threadpool_limits(limits=1, user_api="blas"):
-            model = BayesianPersonalizedRanking(
+        self._fit_implicit(
+            lambda: BayesianPersonalizedRanking(
                 factors=self.factors,
                 learning_rate=self.learning_rate,
                 regularization=self.regularization,
@@ -70,24 +66,9 @@ class BPRRecommender(Recommender):
                 num_threads=self.num_threads,
                 verify_negative_samples=self.verify_negative_samples,
                 random_state=self.seed,
-            )
-            model.fit(sp.csr_matrix(train, dtype=np.float32), show_progress=False, callback=on_epoch)
-        self.user_factors_ = np.asarray(model.user_factors)
-        self.item_factors_ = np.asarray(model.item_factors)
+            ),
+            train,
+            on_epoch,
+        )
         self.history_ = {"train_auc": train_auc, "train_skipped_share": skipped_share}
         return self
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        return self.user_factors_[users] @ self.item_factors_.T
-
-    def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        np.savez(directory / "factors.npz", user_factors=self.user_factors_, item_factors=self.item_factors_)
-
-    @classmethod
-    def load(cls, directory: Path) -> BPRRecommender:
-        model = cls()
-        with np.load(directory / "factors.npz", allow_pickle=False) as data:
-            model.user_factors_, model.item_factors_ = data["user_factors"], data["item_factors"]
-        model.factors = model.item_factors_.shape[1] - 1  # the last column is the item bias
-        return model
