@@ -42,6 +42,16 @@ def test_task_model_pair_runs_and_is_recorded(task, model, compose_cfg, tracking
     artifacts = {a.path for a in client.list_artifacts(found.info.run_id, "model")}
     assert artifacts, "model artifact missing"
     assert not any(p.endswith((".pkl", ".pickle", ".joblib")) for p in artifacts)
+    if task == "abuse":
+        evaluation = {a.path.split("/")[-1] for a in client.list_artifacts(found.info.run_id, "evaluation")}
+        expected = {
+            "roc.png",
+            "pr.png",
+            "score_histogram.png",
+            "feature_importance.png",
+            "test_predictions.parquet",
+        }
+        assert expected <= evaluation
 
 
 def test_lgbm_model_reloads_with_same_scores(compose_cfg):

@@ -24,6 +24,7 @@ from airush.abuse.metrics import (
     recall_at_fpr,
     recall_by_kind,
 )
+from airush.abuse.plots import save_evaluation_plots
 from airush.abuse.split import user_disjoint_split
 from airush.abuse.verification import AccountVerifier, action_table
 from airush.console import Stages
@@ -153,6 +154,8 @@ def evaluate(
     pd.DataFrame({"session_id": session_ids, "label": y, "kind": kind, "score": scores}).to_parquet(
         out_dir / "test_predictions.parquet", index=False
     )
-    if hasattr(model, "feature_importance"):
-        model.feature_importance().to_frame().to_csv(out_dir / "feature_importance.csv")
+    importance = model.feature_importance() if hasattr(model, "feature_importance") else None
+    if importance is not None:
+        importance.to_frame().to_csv(out_dir / "feature_importance.csv")
+    save_evaluation_plots(y, scores, threshold, importance, out_dir)
     return metrics
