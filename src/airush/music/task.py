@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from airush.console import Stages
 from airush.fingerprint import frames_fingerprint
 from airush.music.data import Plays
+from airush.music.export import check_top_n, top_n_for_all_users, write_top_n
 from airush.music.metrics import full_ranking_metrics
 from airush.music.split import split_interactions
 
@@ -33,6 +34,8 @@ class PlaySplits:
     test: sp.csr_matrix  # binary
     seen_train: sp.csr_matrix  # binary; masked when scoring valid
     item_popularity: np.ndarray  # share of users who played each item in train
+    user_ids: np.ndarray  # the data set's own ids, for exported recommendations
+    item_ids: np.ndarray
 
 
 def prepare(cfg: DictConfig, stages: Stages) -> PreparedPlays:
@@ -70,6 +73,8 @@ def split(prepared: PreparedPlays, cfg: DictConfig) -> PlaySplits:
         test=_csr(parts["test"], shape),
         seen_train=seen,
         item_popularity=np.asarray(seen.sum(axis=0)).ravel() / max(plays.n_users, 1),
+        user_ids=plays.user_ids,
+        item_ids=plays.item_ids,
     )
 
 
@@ -100,6 +105,13 @@ def evaluate(model, splits: PlaySplits, cfg: DictConfig, stages: Stages, out_dir
         bar,
     )
     valid = full_ranking_metrics(model.score, splits.seen_train, splits.valid, ks[:1], None, batch)
+    top_n = cfg.task.get("recommend", {}).get("top_n")
+    if top_n:
+        # what a user would be served: everything they played (train, valid and test) is excluded
+        seen_all = (splits.seen_train + splits.valid + splits.test).tocsr()
+        top = top_n_for_all_users(model.score, seen_all, int(top_n), batch)
+        check_top_n(top, seen_all, int(top_n))
+        write_top_n(top, splits.user_ids, splits.item_ids, out_dir)
     k = ks[0]
     return test | {
         f"valid_ndcg_at_{k}": valid[f"ndcg_at_{k}"],
