@@ -15,7 +15,7 @@ from airush.errors import DataError
 
 from conftest import run_airush
 
-SPLIT = ["task.split.train=0.6", "task.split.valid=0.2", "task.split.test=0.2"]
+SPLIT = ["task.split.ratios.train=0.6", "task.split.ratios.valid=0.2", "task.split.ratios.test=0.2"]
 
 
 @pytest.fixture(scope="module")

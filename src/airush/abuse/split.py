@@ -22,7 +22,7 @@ def user_disjoint_split(
     names = list(fractions)
     weights = np.array([fractions[k] for k in names], dtype=np.float64)
     if (weights < 0).any() or weights.sum() <= 0:
-        raise ConfigError(f"task.split fractions must be >= 0 and not all 0, got {dict(fractions)}")
+        raise ConfigError(f"task.split.ratios must be >= 0 and not all 0, got {dict(fractions)}")
     weights /= weights.sum()
     rng = np.random.default_rng(seed)
     users = np.unique(sessions["user_id"].to_numpy())

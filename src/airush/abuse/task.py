@@ -94,7 +94,7 @@ def split(prepared: PreparedSessions, cfg: DictConfig) -> SessionSplits:
     sessions = prepared.log.sessions
     if scope(cfg) == "account":
         return _account_split(prepared)
-    parts = user_disjoint_split(sessions, dict(cfg.task.split), seed=int(cfg.seed))
+    parts = user_disjoint_split(sessions, dict(cfg.task.split.ratios), seed=int(cfg.seed))
     return SessionSplits(
         X={k: prepared.features.iloc[rows] for k, rows in parts.items()},
         y={k: sessions["label"].to_numpy()[rows] for k, rows in parts.items()},
