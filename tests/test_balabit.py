@@ -76,3 +76,23 @@ def test_account_scope_needs_data_with_its_own_parts(compose_cfg):
 
     with pytest.raises(ConfigError, match=r"task\.scope=account needs data with its own train/test parts"):
         run(compose_cfg(["task.scope=account", "features=mouse", *SMALL["abuse"]]))
+
+
+def test_account_verifier_saves_and_loads_without_knowing_its_model_class(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from airush.abuse.models.lgbm import LightGBMDetector
+    from airush.abuse.verification import AccountVerifier
+
+    rng = np.random.default_rng(0)
+    account = np.repeat([1, 2, 3], 200)
+    X = pd.DataFrame({"a": rng.normal(account, 1.0), "b": rng.normal(-account, 1.0)})
+    template = LightGBMDetector(num_boost_round=30, early_stopping_rounds=5, num_threads=1)
+    fitted = AccountVerifier(template, seed=0).fit(X, account)
+    session = np.arange(len(X)) // 10
+    fitted.save(tmp_path / "model")
+    loaded = AccountVerifier.load(tmp_path / "model")
+    pd.testing.assert_series_equal(
+        loaded.score_sessions(X, account, session), fitted.score_sessions(X, account, session)
+    )

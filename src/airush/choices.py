@@ -34,11 +34,15 @@ def target_task(target: str) -> str | None:
 
 
 @cache
-def option_task(group: str, option: str) -> str | None:
+def option_config(group: str, option: str) -> dict:
+    """The yaml of one option, as written (read once per process)."""
     import yaml
 
-    data = yaml.safe_load((conf_dir() / group / f"{option}.yaml").read_text()) or {}
-    return target_task(data.get("_target_", ""))
+    return yaml.safe_load((conf_dir() / group / f"{option}.yaml").read_text()) or {}
+
+
+def option_task(group: str, option: str) -> str | None:
+    return target_task(option_config(group, option).get("_target_", ""))
 
 
 def options_for_task(group: str, task: str) -> list[str]:

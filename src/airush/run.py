@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 import airush
 from airush import console, tracking
-from airush.choices import TASK_BOUND_GROUPS, check_fits_task, options_for_task, target_task
+from airush.choices import TASK_BOUND_GROUPS, check_fits_task, option_config, options_for_task, target_task
 from airush.errors import ConfigError
 from airush.tasks import load_task
 
@@ -101,7 +101,11 @@ def resolve_shorthands(cfg: DictConfig) -> DictConfig:
         check_fits_task(group, choice_name(cfg, group), cfg.task.name, target_task(cfg[group]._target_))
     if cfg.lr is not None:
         if "learning_rate" not in cfg.model:
-            with_lr = [m for m in options_for_task("model", cfg.task.name) if _has_learning_rate(m)]
+            with_lr = [
+                m
+                for m in options_for_task("model", cfg.task.name)
+                if "learning_rate" in option_config("model", m)
+            ]
             raise ConfigError(
                 f"lr={cfg.lr} but model '{choice_name(cfg, 'model')}' has no learning rate; "
                 f"{cfg.task.name} models with one: {', '.join(with_lr) or 'none'}"
@@ -109,14 +113,6 @@ def resolve_shorthands(cfg: DictConfig) -> DictConfig:
         with open_dict(cfg):
             cfg.model.learning_rate = float(cfg.lr)
     return cfg
-
-
-def _has_learning_rate(model: str) -> bool:
-    import yaml
-
-    from airush.choices import conf_dir
-
-    return "learning_rate" in (yaml.safe_load((conf_dir() / "model" / f"{model}.yaml").read_text()) or {})
 
 
 def choice_name(cfg: DictConfig, group: str) -> str:

@@ -30,11 +30,10 @@ def read_table(
     required: Iterable[str],
     optional: Iterable[str] = (),
     sep: str | None = None,
-    exact: bool = True,
 ) -> pd.DataFrame:
     """Text files are read as strings (typed per column later, so errors can name the row).
 
-    `exact`: columns other than required + optional are an error (a typo in a header must not pass).
+    Columns other than required + optional are an error: a typo in a header must not pass.
     The frame's `attrs["first_row"]` is the row number of its first data row.
     """
     required, optional = list(required), list(optional)
@@ -63,7 +62,7 @@ def read_table(
     expected = ", ".join(required + [f"[{c}]" for c in optional])
     missing = [c for c in required if c not in frame.columns]
     unexpected = [c for c in frame.columns if c not in required + optional]
-    if missing or (exact and unexpected):
+    if missing or unexpected:
         problem = (
             f"missing column(s) {', '.join(missing)}"
             if missing
@@ -78,9 +77,26 @@ def read_table(
     return frame
 
 
-def _fail(frame: pd.DataFrame, bad: np.ndarray, column: str, path: Path, expected: str) -> None:
+BLANK = ("", "nan", "na", "n/a", "null", "none", "<na>")  # lower-cased cell texts that mean "no value"
+
+
+def blank_cells(raw: pd.Series) -> np.ndarray:
+    """Missing cells: NA in a typed column, or empty / "nan" / "NULL"-like text."""
+    blank = raw.isna().to_numpy()
+    if not pd.api.types.is_numeric_dtype(raw):  # text cells: pandas 3 reads them as its own str dtype
+        blank = blank | raw.astype(str).str.strip().str.lower().isin(BLANK).to_numpy()
+    return blank
+
+
+def as_float(raw: pd.Series) -> np.ndarray:
+    """float64 per cell, NaN where a cell is not a number."""
+    return pd.to_numeric(raw, errors="coerce").to_numpy(np.float64, na_value=np.nan)
+
+
+def fail_where(frame: pd.DataFrame, bad: np.ndarray, column: str, path: Path, expected: str) -> None:
+    """One DataError at the first `bad` row, quoting the cell as read."""
     if bad.any():
-        i = int(np.flatnonzero(bad)[0])
+        i = int(np.argmax(bad))
         value = frame[column].iloc[i]
         value = value.item() if isinstance(value, np.generic) else value
         raise DataError(
@@ -91,26 +107,34 @@ def _fail(frame: pd.DataFrame, bad: np.ndarray, column: str, path: Path, expecte
 def integer_column(
     frame: pd.DataFrame, column: str, path: Path, min_value: int | None = None, missing: int | None = None
 ) -> np.ndarray:
-    """int64 values; blank cells become `missing` when given, else they are an error."""
+    """int64 from whole numbers ("7" or "7.0"), exact beyond 2**53 when every cell is a plain integer (so
+    64-bit hashed ids stay distinct); blank cells become `missing` when given, else they are refused."""
+    expected = "an integer" + (f" >= {min_value}" if min_value is not None else "")
+    expected += " or a blank cell" if missing is not None else ""
     raw = frame[column]
-    blank = raw.isna().to_numpy()
-    if not pd.api.types.is_numeric_dtype(raw):  # text cells: pandas 3 reads them as its own str dtype
-        blank = blank | raw.astype(str).str.strip().isin(["", "nan", "NaN", "None"]).to_numpy()
-    numbers = pd.to_numeric(raw.where(~blank), errors="coerce").to_numpy(np.float64)
-    bad = (~blank & ~np.isfinite(numbers)) | (np.isfinite(numbers) & (numbers != np.round(numbers)))
+    exact = raw if pd.api.types.is_integer_dtype(raw) else pd.to_numeric(raw, errors="coerce")
+    if pd.api.types.is_signed_integer_dtype(exact) and not exact.isna().any():
+        values = exact.to_numpy(np.int64)
+        if min_value is not None:
+            fail_where(frame, values < min_value, column, path, expected)
+        return values
+    value = as_float(raw)
+    blank = blank_cells(raw)
+    whole = np.isfinite(value) & (value == np.round(value)) & (np.abs(value) < 2.0**63)
+    bad = ~blank & ~whole
     if missing is None:
         bad = bad | blank
     if min_value is not None:
-        bad = bad | (np.isfinite(numbers) & (numbers < min_value))
-    _fail(frame, bad, column, path, "an integer" + (f" >= {min_value}" if min_value is not None else ""))
-    return np.where(blank, missing if missing is not None else 0, np.nan_to_num(numbers)).astype(np.int64)
+        bad = bad | (whole & (value < min_value))
+    fail_where(frame, bad, column, path, expected)
+    return np.where(blank, 0 if missing is None else missing, value).astype(np.int64)
 
 
 def number_column(frame: pd.DataFrame, column: str, path: Path, positive: bool = False) -> np.ndarray:
     """float64 finite values (no blanks, NaN or inf); `positive`: strictly above 0."""
-    numbers = pd.to_numeric(frame[column], errors="coerce").to_numpy(np.float64)
+    numbers = as_float(frame[column])
     bad = ~np.isfinite(numbers)
     if positive:
         bad = bad | (np.isfinite(numbers) & (numbers <= 0))
-    _fail(frame, bad, column, path, "a finite number" + (" > 0" if positive else ""))
+    fail_where(frame, bad, column, path, "a finite number" + (" > 0" if positive else ""))
     return numbers

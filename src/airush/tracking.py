@@ -186,8 +186,7 @@ def tracked_run(
     """An MLflow run that ends FINISHED, FAILED (traceback logged) or KILLED (Ctrl-C)."""
     try:
         with store_lock(check_tracking_uri(tracking_uri)):  # concurrent first runs race on schema migrations
-            client = client_for(tracking_uri)
-            client.search_experiments(max_results=1)  # creates/migrates the store, inside the lock
+            client = client_for(tracking_uri)  # creates/migrates the store, inside the lock
             experiment_id = ensure_experiment(
                 client, experiment, artifact_location or default_artifact_location(tracking_uri, experiment)
             )

@@ -11,9 +11,10 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from airush.abuse.data import EVENT_KINDS
 from airush.abuse.features import MOUSE_PAUSE_MS, TELEPORT_PX, TYPING_PAUSE_MS, event_codes
 
-CODE = {"key_down": 0, "key_up": 1, "move": 2, "button_down": 3, "button_up": 4, "drag": 5}
+CODE = {name: i for i, name in enumerate(EVENT_KINDS)}
 
 
 def reference_features(

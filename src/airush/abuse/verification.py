@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from airush.abuse.data import EVENT_KINDS, EventLog
+from airush.abuse.data import BUTTONS, EVENT_KINDS, EventLog
 
-LEFT = 1  # index of "left" in BUTTONS
+LEFT = BUTTONS.index("left")
 
 
 def mouse_actions(events: pd.DataFrame, pause_ms: float) -> np.ndarray:
@@ -81,12 +81,18 @@ class AccountVerifier:
     def save(self, directory: Path) -> None:
         for user, model in self.models_.items():
             model.save(directory / f"user{user}")
-        meta = {"accounts": sorted(self.models_), "model": type(self.template).__name__}
+        model_cls = type(next(iter(self.models_.values())))
+        meta = {"accounts": sorted(self.models_), "model": f"{model_cls.__module__}.{model_cls.__qualname__}"}
         (directory / "accounts.json").write_text(json.dumps(meta, indent=1))
 
     @classmethod
-    def load(cls, directory: Path, model_cls) -> AccountVerifier:
+    def load(cls, directory: Path) -> AccountVerifier:
+        """Each account's model, loaded by the class recorded at save time (text/npz, never a pickle)."""
+        import importlib
+
         meta = json.loads((directory / "accounts.json").read_text())
+        module, name = meta["model"].rsplit(".", 1)
+        model_cls = getattr(importlib.import_module(module), name)
         verifier = cls(template=None)
         verifier.models_ = {user: model_cls.load(directory / f"user{user}") for user in meta["accounts"]}
         return verifier

@@ -14,17 +14,15 @@ import pandas as pd
 import scipy.sparse as sp
 
 from airush.errors import ConfigError
-from airush.music.ranking import top_k_items, users_per_block
+from airush.music.ranking import membership, top_k_blocks
 
 
 def top_n_for_all_users(score, seen: sp.csr_matrix, n: int, batch_users: int = 2048) -> np.ndarray:
     """(n_users, n) item ids, best first, never an item in the user's `seen` row; scored in blocks."""
     n_users, n_items = seen.shape
-    block = users_per_block(n_items, batch_users)
     out = np.empty((n_users, n), dtype=np.int64)
-    for lo in range(0, n_users, block):
-        users = np.arange(lo, min(lo + block, n_users))
-        out[users] = top_k_items(np.asarray(score(users), dtype=np.float32), n, exclude=seen[users])
+    for users, top in top_k_blocks(score, np.arange(n_users), n_items, n, seen, batch_users):
+        out[users] = top
     return out
 
 
@@ -39,9 +37,7 @@ def check_top_n(top: np.ndarray, seen: sp.csr_matrix, n: int) -> None:
         )
     ordered = np.sort(top, axis=1)
     repeated = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
-    rows = np.repeat(np.arange(top.shape[0]), n)
-    already = np.asarray(seen[rows, top.ravel()]).reshape(top.shape) != 0
-    if repeated.any() or already.any():  # a bug of ours, not the user's: fail loudly
+    if repeated.any() or membership(top, seen).any():  # a bug of ours, not the user's: fail loudly
         raise AssertionError("top-N lists with repeated or already-played items")
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from airush.music.ranking import membership, top_k_items, users_per_block
+from airush.music.ranking import membership, top_k_blocks
 
 METRICS = ("ndcg", "recall", "precision", "hit", "mrr", "map")
 
@@ -73,10 +73,7 @@ def full_ranking_metrics(
     recommended = {k: np.zeros(n_items, dtype=bool) for k in ks}
     pop_sum = dict.fromkeys(ks, 0.0)
     listed_count = dict.fromkeys(ks, 0)
-    block = users_per_block(n_items, batch_users)
-    for lo in range(0, len(users), block):
-        batch = users[lo : lo + block]
-        top = top_k_items(np.asarray(score(batch), dtype=np.float32), kmax, exclude=masked[batch])
+    for batch, top in top_k_blocks(score, users, n_items, kmax, masked, batch_users):
         hits = membership(top, truth[batch])
         for name, values in ranking_metrics_from_hits(hits, n_relevant_all[batch], ks).items():
             totals[name] += float(values.sum())

@@ -8,11 +8,12 @@ score is mapped to an order-preserving uint32 and packed with its item id into o
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import scipy.sparse as sp
 
-BLOCK_ELEMENTS = 1 << 24  # users x items per scoring block: 64 MB of float32 + 128 MB of uint64 keys
+BLOCK_ELEMENTS = 1 << 24  # users x items per scoring block: 64 MB of scores + 64 MB of their negation
 
 
 def users_per_block(n_items: int, cap: int) -> int:
@@ -20,6 +21,23 @@ def users_per_block(n_items: int, cap: int) -> int:
 
 
 EXCLUDED = np.uint64(np.iinfo(np.uint64).max)
+
+
+def top_k_blocks(
+    score,
+    users: np.ndarray,
+    n_items: int,
+    k: int,
+    exclude: sp.csr_matrix | None = None,
+    batch_users: int = 2048,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(a block of `users`, their top-k item ids) in turn, scoring at most BLOCK_ELEMENTS scores at a time so
+    memory stays bounded however many users there are; `exclude` rows are indexed by user id."""
+    block = users_per_block(n_items, batch_users)
+    for lo in range(0, len(users), block):
+        batch = users[lo : lo + block]
+        scores = np.asarray(score(batch), dtype=np.float32)
+        yield batch, top_k_items(scores, k, exclude=None if exclude is None else exclude[batch])
 
 
 def top_k_items(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> np.ndarray:

@@ -53,8 +53,10 @@ class BalabitMouse:
             if not (root / part).exists():
                 raise DataError(f"not a Balabit folder: {part} missing (set data.root=...)", path=root)
         files = self._files(root)
-        digest = files_digest(root, [path for path, _ in files])
-        cache = resolve_path(self.cache_dir) / f"balabit-{digest[:20]}" if self.cache_dir else None
+        cache = None
+        if self.cache_dir:  # hashing ~200 MB only pays off when there is a cache to key
+            digest = files_digest(root, [path for path, _ in files])
+            cache = resolve_path(self.cache_dir) / f"balabit-{digest[:20]}"
         if cache is not None and (cache / "events.parquet").exists():
             return EventLog(
                 pd.read_parquet(cache / "events.parquet"), pd.read_parquet(cache / "sessions.parquet")

@@ -32,7 +32,7 @@ import pandas as pd
 
 from airush.abuse.data import BUTTONS, EVENT_KINDS, HUMAN, KEY_EVENTS, EventLog
 from airush.errors import DataError
-from airush.tables import PARQUET, read_table, resolve_path
+from airush.tables import PARQUET, as_float, blank_cells, fail_where, integer_column, read_table, resolve_path
 
 EVENT_COLUMNS = ("session_id", "t_ms", "event", "key", "x", "y", "button")
 SESSION_COLUMNS = ("session_id", "user_id", "label")
@@ -43,7 +43,6 @@ KEY_MAX = np.iinfo(np.int16).max
 PARTS = ("train", "test")
 POSITIVE = "positive"  # kind of a label-1 session whose file gives none
 KIND_PATTERN = r"[\w.\-]+"  # kinds become MLflow metric names (recall_<kind>)
-_BLANK = ("", "nan", "na", "n/a", "null", "none", "<na>")
 
 
 @dataclass
@@ -120,14 +119,16 @@ def _read_typed_csv(path: Path, required, optional) -> pd.DataFrame | None:
 
 def _parse_events(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     """Typed events in file order; the first bad cell of the first bad column (schema order) raises."""
-    session_id = _ids(frame, "session_id", path)
-    t_ms = _as_float(frame["t_ms"])
-    _fail(frame, ~np.isfinite(t_ms), "t_ms", path, "a finite number")
+    session_id = integer_column(frame, "session_id", path)
+    t_ms = as_float(frame["t_ms"])
+    fail_where(frame, ~np.isfinite(t_ms), "t_ms", path, "a finite number")
     event = _codes(frame, "event", EVENT_KINDS, path)
     is_key = np.isin(event, [EVENT_KINDS.index(k) for k in KEY_EVENTS])
-    key = _integers(frame, "key", path, blank_as=-1)
+    key = integer_column(frame, "key", path, missing=-1)
     bad_key = (key > KEY_MAX) | (is_key & (key < 0))
-    _fail(frame, bad_key, "key", path, f"a key code 0..{KEY_MAX} on key events (blank or -1 on mouse events)")
+    fail_where(
+        frame, bad_key, "key", path, f"a key code 0..{KEY_MAX} on key events (blank or -1 on mouse events)"
+    )
     x, y = (_coordinate(frame, axis, is_key, event, path) for axis in ("x", "y"))
     button = _codes(frame, "button", BUTTONS, path)
     return pd.DataFrame(
@@ -144,10 +145,10 @@ def _parse_events(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 
 def _parse_sessions(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    session_id = _ids(frame, "session_id", path)
-    user_id = _ids(frame, "user_id", path)
-    label = _as_float(frame["label"])
-    _fail(frame, ~np.isin(label, (0.0, 1.0)), "label", path, "0 (human) or 1 (bot/intruder)")
+    session_id = integer_column(frame, "session_id", path)
+    user_id = integer_column(frame, "user_id", path)
+    label = as_float(frame["label"])
+    fail_where(frame, ~np.isin(label, (0.0, 1.0)), "label", path, "0 (human) or 1 (bot/intruder)")
     label = label.astype(np.int8)
     kind = _kinds(frame, label, path)
     repeated = pd.Series(session_id).duplicated().to_numpy()
@@ -164,7 +165,7 @@ def _parse_sessions(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     sessions = pd.DataFrame({"session_id": session_id, "user_id": user_id, "label": label, "kind": kind})
     if "part" in frame:
         part = frame["part"].astype(str).str.strip().reset_index(drop=True)
-        _fail(frame, ~part.isin(PARTS).to_numpy(), "part", path, " or ".join(PARTS))
+        fail_where(frame, ~part.isin(PARTS).to_numpy(), "part", path, " or ".join(PARTS))
         sessions["part"] = part.astype(str)
     return sessions
 
@@ -178,9 +179,11 @@ def _kinds(frame: pd.DataFrame, label: np.ndarray, path: Path) -> pd.Series:
     blank = blank | (text == "").to_numpy()
     named = ~blank & text.str.fullmatch(KIND_PATTERN).fillna(False).to_numpy(bool)
     human = (text == HUMAN).to_numpy()
-    _fail(frame, ~blank & ~named, "kind", path, "a kind name made of letters, digits, _ . -")
-    _fail(frame, ~blank & (label == 0) & ~human, "kind", path, f"'{HUMAN}' or blank on a label 0 session")
-    _fail(
+    fail_where(frame, ~blank & ~named, "kind", path, "a kind name made of letters, digits, _ . -")
+    fail_where(
+        frame, ~blank & (label == 0) & ~human, "kind", path, f"'{HUMAN}' or blank on a label 0 session"
+    )
+    fail_where(
         frame,
         human & (label == 1),
         "kind",
@@ -190,46 +193,13 @@ def _kinds(frame: pd.DataFrame, label: np.ndarray, path: Path) -> pd.Series:
     return text.where(~blank, default).astype(str)
 
 
-def _ids(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
-    """int64 ids, exact beyond 2**53 when every cell is a plain integer (64-bit hashed ids stay distinct)."""
-    raw = frame[column]
-    exact = raw if pd.api.types.is_integer_dtype(raw) else pd.to_numeric(raw, errors="coerce")
-    if pd.api.types.is_signed_integer_dtype(exact) and not exact.isna().any():
-        return exact.to_numpy(np.int64)
-    return _integers(frame, column, path)  # names the first cell that is not an integer, or takes "7.0"
-
-
-def _integers(frame: pd.DataFrame, column: str, path: Path, blank_as: int | None = None) -> np.ndarray:
-    """int64 from whole numbers ("7" or "7.0"); blank cells become `blank_as` when given, else refused."""
-    value = _as_float(frame[column])
-    blank = _blank(frame[column])
-    whole = np.isfinite(value) & (value == np.round(value)) & (np.abs(value) < 2.0**63)
-    bad = ~blank & ~whole
-    if blank_as is None:
-        bad |= blank
-    _fail(frame, bad, column, path, "an integer" if blank_as is None else "an integer or a blank cell")
-    return np.where(blank, 0 if blank_as is None else blank_as, value).astype(np.int64)
-
-
-def _blank(raw: pd.Series) -> np.ndarray:
-    """Missing cells: NA in a typed column, or empty / "nan" / "NULL"-like text."""
-    blank = raw.isna().to_numpy()
-    if not pd.api.types.is_numeric_dtype(raw):
-        blank = blank | raw.astype(str).str.strip().str.lower().isin(_BLANK).to_numpy()
-    return blank
-
-
-def _as_float(raw: pd.Series) -> np.ndarray:
-    return pd.to_numeric(raw, errors="coerce").to_numpy(np.float64, na_value=np.nan)
-
-
 def _codes(frame: pd.DataFrame, column: str, allowed, path: Path) -> np.ndarray:
     """Index into `allowed` of each cell (surrounding spaces ignored), looked up once per distinct value."""
     codes, uniques = pd.factorize(frame[column])
     names = pd.Index(np.asarray(uniques, dtype=object)).astype(str).str.strip()
     lookup = np.r_[pd.Index(allowed).get_indexer(names), -1]  # blank cells have code -1: the last entry
     out = lookup[codes].astype(np.int8)
-    _fail(frame, out < 0, column, path, f"one of {', '.join(allowed)}")
+    fail_where(frame, out < 0, column, path, f"one of {', '.join(allowed)}")
     return out
 
 
@@ -237,8 +207,8 @@ def _coordinate(
     frame: pd.DataFrame, axis: str, is_key: np.ndarray, event: np.ndarray, path: Path
 ) -> np.ndarray:
     """px as float64: any cell a number or blank; on mouse events finite and within COORD_RANGE."""
-    value = _as_float(frame[axis])
-    blank = _blank(frame[axis])
+    value = as_float(frame[axis])
+    blank = blank_cells(frame[axis])
     lo, hi = COORD_RANGE
     not_number = np.isnan(value) & ~blank
     not_finite = ~is_key & ~np.isfinite(value)
@@ -253,17 +223,8 @@ def _coordinate(
             expected = f"a finite number on a {kind} event (blank only on key events)"
         else:
             expected = f"screen px within [{lo:g}, {hi:g}] on a {kind} event"
-        _fail(frame, bad, axis, path, expected)
+        fail_where(frame, bad, axis, path, expected)
     return value
-
-
-def _fail(frame: pd.DataFrame, bad: np.ndarray, column: str, path: Path, expected: str) -> None:
-    if bad.any():
-        i = int(np.argmax(bad))
-        value = frame[column].iloc[i]
-        shown = repr(value) if isinstance(value, str) else str(value)
-        row = i + frame.attrs["first_row"]
-        raise DataError(f"expected {expected}, got {shown}", path=path, row=row, column=column)
 
 
 def _session_order(events: pd.DataFrame, path: Path, first_row: int) -> tuple[pd.DataFrame, np.ndarray]:

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from airush.errors import DataError
 from airush.music.data import Plays
-from airush.tables import integer_column, number_column, read_table, resolve_path
+from airush.tables import blank_cells, integer_column, number_column, read_table, resolve_path
 
 CATEGORIES = ("artist", "album", "genre")
 
@@ -89,7 +89,7 @@ class InteractionFiles:
 
 
 def _no_blanks(frame: pd.DataFrame, column: str, path) -> None:
-    blank = frame[column].isna().to_numpy() | (frame[column].astype(str).str.strip() == "").to_numpy()
+    blank = blank_cells(frame[column])
     if blank.any():
         i = int(np.flatnonzero(blank)[0])
         raise DataError(

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from airush.music.ranking import top_k_items
+from airush.music.ranking import top_k_blocks
 
 
 class Recommender:
@@ -31,9 +31,13 @@ class Recommender:
         raise NotImplementedError
 
     def recommend(self, users: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> np.ndarray:
-        """Top-k item ids for each user, never an item in that user's `exclude` row (-1 pads short rows)."""
-        scores = np.asarray(self.score(users), dtype=np.float32)
-        return top_k_items(scores, k, exclude=None if exclude is None else exclude[users])
+        """Top-k item ids for each user, never an item in that user's `exclude` row (-1 pads short rows);
+        scored in blocks, so any number of users fits in memory."""
+        users = np.asarray(users)
+        if len(users) == 0:
+            return np.empty((0, k), dtype=np.int64)
+        n_items = exclude.shape[1] if exclude is not None else len(self.score(users[:1])[0])
+        return np.concatenate([top for _, top in top_k_blocks(self.score, users, n_items, k, exclude)])
 
     def save(self, directory: Path) -> None:
         raise NotImplementedError
