@@ -96,5 +96,7 @@ def _fmt(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.0f}" if value.is_integer() and abs(value) >= 1 else f"{value:.4f}"
+        return (
+            f"{value:.0f}" if value.is_integer() and abs(value) > 1 else f"{value:.4f}"
+        )  # counts, not rates
     return str(value)
