@@ -356,9 +356,12 @@ def replay_sessions(rng, events: pd.DataFrame, sessions: pd.DataFrame) -> pd.Dat
     stretch = np.repeat(1.0 + rng.uniform(-REPLAY_STRETCH, REPLAY_STRETCH, len(replay)), length)
     jitter = rng.uniform(-REPLAY_JITTER_MS, REPLAY_JITTER_MS, len(copy))
     copy["t_ms"] = np.maximum(copy["t_ms"].to_numpy() * stretch + jitter, 0.0)
-    kept = events[~np.isin(sid, ids[replay])]
+    # only the copies need ordering and rebasing: every other session is already sorted and starts at 0
+    order = np.lexsort((np.arange(len(copy)), copy["t_ms"].to_numpy(), copy["session_id"].to_numpy()))
+    copy = copy.iloc[order].reset_index(drop=True)
+    copy["t_ms"] -= copy.groupby("session_id")["t_ms"].transform("min")
+    replaced = np.zeros(len(ids), dtype=bool)
+    replaced[replay] = True
+    kept = events[~replaced[np.searchsorted(ids, sid)]]
     out = pd.concat([kept, copy], ignore_index=True)
-    order = np.lexsort((np.arange(len(out)), out["t_ms"].to_numpy(), out["session_id"].to_numpy()))
-    out = out.iloc[order].reset_index(drop=True)
-    out["t_ms"] -= out.groupby("session_id")["t_ms"].transform("min")
-    return out
+    return out.iloc[np.argsort(out["session_id"].to_numpy(), kind="stable")].reset_index(drop=True)
