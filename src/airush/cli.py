@@ -14,6 +14,15 @@ from airush.errors import UserError
 OmegaConf.register_new_resolver("airush.pid", lambda: os.getpid(), replace=True)
 
 
+# `airush <subcommand> ...`: views and actions on recorded runs; anything else is a Hydra job.
+SUBCOMMANDS = {
+    "leaderboard": "airush.leaderboard",
+    "compare": "airush.compare",
+    "reproduce": "airush.reproduce",
+    "register": "airush.registry",
+}
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
@@ -36,6 +45,11 @@ def main() -> None:
     # MLflow's INFO lines (DB migrations, "View run at") would break up our console; warnings still show.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     try:
+        if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
+            import importlib
+
+            command = importlib.import_module(SUBCOMMANDS[sys.argv[1]])
+            sys.exit(command.main(sys.argv[2:]))
         from airush.choices import check_overrides
 
         check_overrides([a for a in sys.argv[1:] if not a.startswith("-") and "=" in a])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
         "mlflow.source.git.commit": commit,
         "mlflow.source.name": "airush",
         "hydra.overrides": " ".join(job["overrides"]),
+        # who runs it: a RUNNING run whose process is gone (SIGKILL, power loss) is recognised as dead
+        "airush.host": socket.gethostname(),
+        "airush.pid": str(os.getpid()),
     }
     run_name = " ".join([f"{cfg.task.name}-{choice_name(cfg, 'model')}", *job["overrides"]])[:250]
     with tracking.tracked_run(
@@ -87,8 +92,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 
 def sweep_objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
-    """The value a Hydra sweeper (Optuna) optimises: the task's primary metric."""
-    return metrics.get(cfg.task.primary_metric)
+    """The value a sweeper (Optuna) optimises: the task's primary metric on valid, so tuning never looks at
+    test; the test value only when a task reports no valid score."""
+    primary = cfg.task.primary_metric
+    return metrics.get(f"valid_{primary}", metrics.get(primary))
 
 
 def resolve_shorthands(cfg: DictConfig) -> DictConfig:

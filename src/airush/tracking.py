@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import re
+import socket
 import subprocess
 import time
 import traceback
@@ -118,6 +120,35 @@ def git_state(path: Path) -> tuple[str, str]:
     except (OSError, subprocess.SubprocessError):
         return "unknown", "unknown"
     return commit, "true" if dirty else "false"
+
+
+def run_is_dead(run) -> bool:
+    """A RUNNING run whose process is gone (SIGKILL, reboot): its host is this machine and its pid is no
+    longer alive, or now belongs to a process started after the run. Runs from other hosts cannot be
+    checked from here and count as alive."""
+    if run.info.status != "RUNNING" or run.data.tags.get("airush.host") != socket.gethostname():
+        return False
+    try:
+        pid = int(run.data.tags.get("airush.pid", ""))
+    except ValueError:
+        return False
+    started = process_start_time(pid)
+    return started is None or started > run.info.start_time / 1000 + 1.0
+
+
+def process_start_time(pid: int) -> float | None:
+    """Unix start time (s) of a live process, None when there is none (Linux /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime")
+        )
+    except (OSError, StopIteration):
+        return None
+    ticks = float(stat.rsplit(")", 1)[1].split()[19])  # field 22: start time in clock ticks after boot
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
