@@ -16,6 +16,7 @@ from airush.console import Stages
 from airush.fingerprint import frames_fingerprint
 from airush.music.data import Plays
 from airush.music.export import check_top_n, top_n_for_all_users, write_top_n
+from airush.music.metadata import ItemMetadata, item_metadata
 from airush.music.metrics import full_ranking_metrics
 from airush.music.split import split_interactions
 
@@ -25,6 +26,7 @@ class PreparedPlays:
     plays: Plays
     fingerprint: str
     stats: dict[str, Any]
+    metadata: ItemMetadata  # items x tokens, for models with uses_metadata
 
 
 @dataclass
@@ -34,6 +36,7 @@ class PlaySplits:
     test: sp.csr_matrix  # binary
     seen_train: sp.csr_matrix  # binary; masked when scoring valid
     item_popularity: np.ndarray  # share of users who played each item in train
+    item_features: sp.csr_matrix  # items x metadata tokens (airush.music.metadata)
     user_ids: np.ndarray  # the data set's own ids, for exported recommendations
     item_ids: np.ndarray
 
@@ -51,7 +54,9 @@ def prepare(cfg: DictConfig, stages: Stages) -> PreparedPlays:
         "interactions": len(plays.interactions),
         "density": round(len(plays.interactions) / max(plays.n_users * plays.n_items, 1), 6),
     }
-    return PreparedPlays(plays, frames_fingerprint(plays.interactions, plays.items), stats)
+    metadata = item_metadata(plays)
+    stats["metadata_tokens"] = metadata.n_tokens
+    return PreparedPlays(plays, frames_fingerprint(plays.interactions, plays.items), stats, metadata)
 
 
 def _csr(frame: pd.DataFrame, shape: tuple[int, int], values: np.ndarray | None = None) -> sp.csr_matrix:
@@ -73,6 +78,7 @@ def split(prepared: PreparedPlays, cfg: DictConfig) -> PlaySplits:
         test=_csr(parts["test"], shape),
         seen_train=seen,
         item_popularity=np.asarray(seen.sum(axis=0)).ravel() / max(plays.n_users, 1),
+        item_features=prepared.metadata.matrix,
         user_ids=plays.user_ids,
         item_ids=plays.item_ids,
     )
@@ -85,25 +91,23 @@ def model_for(cfg: DictConfig, model):
 
 def fit(model, splits: PlaySplits, cfg: DictConfig, stages: Stages) -> None:
     bar = stages.stage("train", total=int(getattr(model, "iterations", 1)))
-    model.fit(splits.train, bar=bar)
+    if getattr(model, "uses_metadata", False):
+        model.fit(splits.train, bar=bar, item_features=splits.item_features)
+    else:
+        model.fit(splits.train, bar=bar)
     bar.done()
 
 
 def evaluate(model, splits: PlaySplits, cfg: DictConfig, stages: Stages, out_dir: Path) -> dict[str, float]:
-    """Test metrics with train+valid masked, plus valid NDCG/Recall (train masked) for model selection."""
+    """Test metrics with train+valid masked, the same on cold-start items alone, and valid NDCG/Recall (train
+    masked) for model selection."""
     ks = list(cfg.task.ks)
     batch = int(cfg.task.eval_batch_users)
     n_test_users = int((np.diff(splits.test.indptr) > 0).sum())
     bar = stages.stage("evaluate", total=n_test_users)
-    test = full_ranking_metrics(
-        model.score,
-        (splits.seen_train + splits.valid).tocsr(),
-        splits.test,
-        ks,
-        splits.item_popularity,
-        batch,
-        bar,
-    )
+    masked = (splits.seen_train + splits.valid).tocsr()
+    test = full_ranking_metrics(model.score, masked, splits.test, ks, splits.item_popularity, batch, bar)
+    test |= cold_start_metrics(model.score, masked, splits.test, splits.seen_train, ks, batch)
     valid = full_ranking_metrics(model.score, splits.seen_train, splits.valid, ks[:1], None, batch)
     top_n = cfg.task.get("recommend", {}).get("top_n")
     if top_n:
@@ -117,3 +121,27 @@ def evaluate(model, splits: PlaySplits, cfg: DictConfig, stages: Stages, out_dir
         f"valid_ndcg_at_{k}": valid[f"ndcg_at_{k}"],
         f"valid_recall_at_{k}": valid[f"recall_at_{k}"],
     }
+
+
+def cold_start_metrics(
+    score, masked: sp.csr_matrix, test: sp.csr_matrix, seen_train: sp.csr_matrix, ks: list[int], batch: int
+) -> dict[str, float]:
+    """Recall and NDCG at every K on the test interactions whose item nobody played in training.
+
+    The ranking is the usual one (all items, `masked` excluded); only the truth is cut down to cold items, so
+    a user counts if they have at least one cold test item. `cold_test_items` / `cold_test_interactions`
+    count what was evaluated; with none the cold metrics are left out rather than reported as 0.
+    """
+    cold = np.bincount(seen_train.indices, minlength=test.shape[1]) == 0
+    cold_test = test.copy()
+    cold_test.data = cold_test.data * cold[cold_test.indices]
+    cold_test.eliminate_zeros()
+    counts = {
+        "cold_test_items": float(np.unique(cold_test.indices).size),
+        "cold_test_interactions": float(cold_test.nnz),
+    }
+    if cold_test.nnz == 0:
+        return counts
+    metrics = full_ranking_metrics(score, masked, cold_test, ks, None, batch)
+    cold_metrics = {f"cold_{m}_at_{k}": metrics[f"{m}_at_{k}"] for m in ("recall", "ndcg") for k in ks}
+    return counts | cold_metrics | {"cold_test_users": metrics["users_evaluated"]}

@@ -7,6 +7,12 @@ Protocol every model implements (settings in __init__, learned state ends in `_`
     recommend(users, k, exclude=None)         # top-k item ids per user (shared, below)
     save(directory) / load(directory)         # plain npz/json, no pickles
     history_: dict[str, dict[int, float]]     # per-iteration curves for MLflow, where the model has them
+
+Item metadata is opt-in: a model class that sets `uses_metadata = True` is fitted as
+`fit(train_csr, bar=None, item_features=csr)`, where `item_features` is the items x tokens matrix of
+`airush.music.metadata.item_metadata` (row i = item i; artist/album/genre/decade/tag tokens, plain weights,
+possibly no columns at all). Every item is a row, played in training or not, so such a model can score
+cold-start items. Models without the flag are fitted as before and never see it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from airush.music.ranking import top_k_blocks
 
 class Recommender:
     supports_gpu = False
+    uses_metadata = False  # True: fit also takes item_features (see the module docstring)
 
     def fit(self, train: sp.csr_matrix, bar=None) -> Recommender:
         raise NotImplementedError
