@@ -13,10 +13,14 @@ import pytest
 from airush.grouped import (
     group_count,
     group_entropy,
+    group_extreme,
     group_mean,
+    group_mean_std,
     group_mode_share,
     group_quantiles,
+    group_sorted,
     group_std,
+    padded_width,
     paired_next,
 )
 
@@ -163,6 +167,63 @@ def test_group_entropy_by_hand():
     np.testing.assert_allclose(group_entropy(keys, group, 3), [2.0, 0.0, 1.5], atol=1e-12)
 
 
+@pytest.mark.parametrize("spread", [3, 1000, 10**12], ids=["histogram", "mixed", "sorted"])
+def test_mode_share_and_entropy_for_any_integer_keys(spread):
+    """Small non-negative keys are counted in a histogram, others (negative, large) by sorting: both agree
+    with pandas, also when a group mixes the two."""
+    rng = np.random.default_rng(spread % 97)
+    group = rng.integers(0, N, 3000)
+    keys = rng.integers(-spread, spread, 3000) // max(1, spread // 4)  # ties at every spread
+    keys[rng.random(3000) < 0.3] = spread  # a shared large key: the mode may be outside the histogram
+    ref = pandas_reference(np.zeros(len(group)), group, keys)
+    assert_close(group_mode_share(keys, group, N), ref["mode_share"])
+    assert_close(group_entropy(keys, group, N), ref["entropy"])
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_group_sorted_lays_groups_out_in_order(shuffled):
+    rng = np.random.default_rng(5)
+    sizes = np.array([0, 1, 2, 3, 255, 256, 257, 700, 5000, 0, 1])  # every padding regime, empty groups
+    group = np.repeat(np.arange(len(sizes)), sizes)
+    values = rng.normal(size=len(group))
+    values[::17] = np.nan  # dropped, like pandas' quantile skips them
+    values[::29] = np.inf
+    if shuffled:
+        perm = rng.permutation(len(group))
+        group, values = group[perm], values[perm]
+    got, start, count = group_sorted(values, group, len(sizes))
+    for g in range(len(sizes)):
+        member = np.sort(values[(group == g) & ~np.isnan(values)])
+        assert count[g] == len(member)
+        np.testing.assert_array_equal(got[start[g] : start[g] + count[g]], member)
+    ints, _, _ = group_sorted(rng.integers(-5, 5, len(group)), group, len(sizes))
+    assert ints.dtype.kind == "i"
+
+
+def test_padded_width_bounds_the_padding():
+    count = np.arange(0, 100_000)
+    width = padded_width(count)
+    assert (width >= count).all()
+    short = count[:257]
+    power_of_two = np.where(short <= 1, short, 2 ** np.ceil(np.log2(np.maximum(short, 1))))
+    np.testing.assert_array_equal(width[:257], power_of_two)  # SIMD sorting networks up to 256
+    assert (width[257:] <= count[257:] * 1.07).all()
+    assert len(np.unique(width)) < 300  # few sort calls
+
+
+def test_group_extreme_and_mean_std(data):
+    values, group, _, _, ref = data
+    frame = pd.DataFrame({"g": group, "v": values}).groupby("g")["v"]
+    for largest, expected in ((True, frame.max()), (False, frame.min())):
+        got = group_extreme(values, group, N, largest)
+        assert_close(got, expected.reindex(pd.RangeIndex(N)).to_numpy())
+        order = np.argsort(group, kind="stable")  # contiguous groups take the reduceat path
+        assert_close(group_extreme(values[order], group[order], N, largest), got)
+    mean, std = group_mean_std(values, group, N)
+    assert_close(mean, ref["mean"])
+    assert_close(std, ref["std"])
+
+
 def test_empty_input_gives_nan_everywhere():
     values = np.array([], dtype=np.float64)
     group = np.array([], dtype=np.int64)
@@ -171,6 +232,7 @@ def test_empty_input_gives_nan_everywhere():
         group_std(values, group, 4),
         group_mode_share(group, group, 4),
         group_entropy(group, group, 4),
+        group_extreme(values, group, 4, largest=True),
     ):
         assert got.shape == (4,) and np.isnan(got).all()
     got = group_quantiles(values, group, 4, (0.5, 0.9))
