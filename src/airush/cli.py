@@ -29,13 +29,19 @@ def hydra_main(cfg: DictConfig) -> float | None:
     from hydra.types import RunMode
 
     from airush.run import run, sweep_objective
+    from airush.sweeps import job_failed
 
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         return sweep_objective(cfg, run(cfg))
     except UserError as err:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # the sweep reports which job failed
+        if multirun:
+            return job_failed(err)  # the sweep goes on and names this job at the end
         _fail(str(err))  # exit here, before Hydra adds its own "Error executing job" line
+        raise
+    except Exception as err:
+        if multirun:
+            return job_failed(err)
         raise
 
 
@@ -54,8 +60,15 @@ def main() -> None:
 
         check_overrides([a for a in sys.argv[1:] if not a.startswith("-") and "=" in a])
         hydra_main()
+        _exit_if_jobs_failed()
     except UserError as err:
         _fail(str(err))
+    except KeyboardInterrupt:
+        from airush.sweeps import interrupt_active_sweep
+
+        interrupt_active_sweep()
+        print("airush: interrupted", file=sys.stderr)
+        sys.exit(130)
     except BrokenPipeError:  # `airush --help | head`
         sys.stderr.close()
     except Exception as err:
@@ -80,6 +93,17 @@ def hydra_error_line(err: Exception) -> str | None:
             lines.append(str(cause).splitlines()[0])
         return "config error: " + "; ".join(line for line in lines if not line.startswith("full_key"))
     return None
+
+
+def _exit_if_jobs_failed() -> None:
+    """After a sweep in which some jobs raised: name them and exit 1 (the others ran and are recorded)."""
+    if "airush.sweeps" not in sys.modules:
+        return
+    failed = sys.modules["airush.sweeps"].failed_jobs
+    if failed:
+        jobs = "; ".join(f"#{job['num']} ({job['overrides']}): {job['error']}" for job in failed)
+        print(f"airush: error: {len(failed)} sweep job(s) failed: {jobs}", file=sys.stderr)
+        sys.exit(1)
 
 
 def _fail(message: str) -> None:

@@ -33,6 +33,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
     seed_everything(cfg.seed)
     uri = str(cfg.mlflow.tracking_uri)
     console.print_config_summary(config_summary(cfg, job["overrides"], run_dir, uri))
+    config_id = config_hash(cfg)
+    if job["sweep_dir"] is not None and cfg.get("resume", True):
+        reused = reuse_finished_run(cfg, uri, config_id, job)
+        if reused is not None:
+            return reused
 
     commit, dirty = tracking.git_state(Path(airush.__file__).parent)
     tags = {
@@ -46,6 +51,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         "mlflow.source.git.commit": commit,
         "mlflow.source.name": "airush",
         "hydra.overrides": " ".join(job["overrides"]),
+        "airush.config_hash": config_id,
         # who runs it: a RUNNING run whose process is gone (SIGKILL, power loss) is recognised as dead
         "airush.host": socket.gethostname(),
         "airush.pid": str(os.getpid()),
@@ -89,6 +95,43 @@ def run(cfg: DictConfig) -> dict[str, float]:
         ],
     )
     return metrics
+
+
+# Keys that say where a run goes, not what it computes: left out of the config hash.
+NOT_HASHED = ("paths", "mlflow", "resume", "hydra")
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """What the run computes, as 16 hex digits: equal hashes = identical resolved configs (outputs aside)."""
+    import hashlib
+    import json
+
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    tree = {k: v for k, v in tree.items() if k not in NOT_HASHED}
+    return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def reuse_finished_run(
+    cfg: DictConfig, uri: str, config_id: str, job: dict[str, Any]
+) -> dict[str, float] | None:
+    """Resume: in a sweep, a job whose identical config already FINISHED in this experiment is not trained
+    again; its run's metrics stand in (FAILED, KILLED and dead runs do not count). `resume=false` opts out."""
+    from airush.sweeps import record_job
+
+    client, experiment_id = tracking.open_experiment(
+        uri, str(cfg.mlflow.experiment), cfg.mlflow.artifact_location
+    )
+    finished = tracking.finished_run_with_config(client, experiment_id, config_id)
+    if finished is None:
+        return None
+    run_id = finished.info.run_id
+    record_job(job["sweep_dir"], job["num"], job["overrides"], "REUSED", run_id=run_id)
+    console.print_results(
+        f"{cfg.task.name} · {choice_name(cfg, 'model')} · reused, resume=false retrains",
+        dict(finished.data.metrics),
+        [("MLflow run", f"{run_id} (identical config, finished earlier)")],
+    )
+    return dict(finished.data.metrics)
 
 
 def sweep_objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
@@ -151,13 +194,13 @@ def job_context() -> dict[str, Any]:
     from hydra.types import RunMode
 
     if not HydraConfig.initialized():
-        return {"overrides": [], "sweep_dir": None}
+        return {"overrides": [], "sweep_dir": None, "num": 0}
     hydra_cfg = HydraConfig.get()
     overrides = list(hydra_cfg.overrides.task)
-    sweep_dir = None
-    if hydra_cfg.mode == RunMode.MULTIRUN and hydra_cfg.runtime.output_dir:
-        sweep_dir = Path(hydra_cfg.runtime.output_dir).parent
-    return {"overrides": overrides, "sweep_dir": sweep_dir}
+    if hydra_cfg.mode != RunMode.MULTIRUN or not hydra_cfg.runtime.output_dir:
+        return {"overrides": overrides, "sweep_dir": None, "num": 0}
+    sweep_dir = Path(hydra_cfg.runtime.output_dir).parent
+    return {"overrides": overrides, "sweep_dir": sweep_dir, "num": int(hydra_cfg.job.num)}
 
 
 def config_summary(cfg: DictConfig, overrides: list[str], run_dir: Path, uri: str) -> list[tuple[str, Any]]:

@@ -56,6 +56,27 @@ def check_tracking_uri(uri: str) -> str:
     return uri
 
 
+def check_server_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail in one line before any work when an http(s) tracking server does not answer at all; MLflow's own
+    client would retry for minutes and end in a stack trace. Any HTTP answer (even 401/404) counts as reachable:
+    auth and routing are the server's business."""
+    import urllib.error
+    import urllib.request
+
+    if urlsplit(uri).scheme not in ("http", "https"):
+        return
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise ConfigError(
+            f"cannot reach MLflow tracking server {redact_uri(uri)}: {reason}; "
+            "start it (scripts/mlflow_server.sh) or point MLFLOW_TRACKING_URI elsewhere"
+        ) from None
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a `sqlite:///…` URI (None for in-memory)."""
     rest = uri.split("sqlite://", 1)[1]
@@ -205,16 +226,12 @@ class TrackedRun:
         self.client.log_text(self.run_id, text, artifact_file)
 
 
-@contextmanager
-def tracked_run(
-    tracking_uri: str,
-    experiment: str,
-    artifact_location: str | None,
-    run_name: str,
-    tags: dict[str, str],
-    sweep_dir: Path | None = None,
-) -> Iterator[TrackedRun]:
-    """An MLflow run that ends FINISHED, FAILED (traceback logged) or KILLED (Ctrl-C)."""
+last_run_id: str | None = None  # the latest run this process started: a failed sweep job names it
+
+
+def open_experiment(tracking_uri: str, experiment: str, artifact_location: str | None) -> tuple[Any, str]:
+    """(client, experiment id), creating the store and the experiment when new; one line when unusable."""
+    check_server_reachable(tracking_uri)
     try:
         with store_lock(check_tracking_uri(tracking_uri)):  # concurrent first runs race on schema migrations
             client = client_for(tracking_uri)  # creates/migrates the store, inside the lock
@@ -227,10 +244,39 @@ def tracked_run(
         raise ConfigError(
             f"cannot use MLflow tracking store {redact_uri(tracking_uri)}: {str(err).splitlines()[0]}"
         ) from None
+    return client, experiment_id
+
+
+def finished_run_with_config(client, experiment_id: str, config_hash: str):
+    """The latest FINISHED run of this experiment with the same config hash, or None."""
+    runs = client.search_runs(
+        [experiment_id],
+        f"tags.`airush.config_hash` = '{config_hash}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+@contextmanager
+def tracked_run(
+    tracking_uri: str,
+    experiment: str,
+    artifact_location: str | None,
+    run_name: str,
+    tags: dict[str, str],
+    sweep_dir: Path | None = None,
+) -> Iterator[TrackedRun]:
+    """An MLflow run that ends FINISHED, FAILED (traceback logged) or KILLED (Ctrl-C)."""
+    global last_run_id
+    client, experiment_id = open_experiment(tracking_uri, experiment, artifact_location)
     if sweep_dir is not None:
+        from airush.sweeps import sweep_parent_run
+
         parent_id = sweep_parent_run(client, experiment_id, sweep_dir)
         tags = {**tags, "mlflow.parentRunId": parent_id}
     run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    last_run_id = run.info.run_id
     tracked = TrackedRun(client, run.info.run_id, experiment_id, tracking_uri)
     try:
         yield tracked
@@ -267,99 +313,3 @@ def store_lock(uri: str) -> Iterator[None]:
         return
     with _locked(path.with_name(path.name + ".lock")):
         yield
-
-
-def read_parents(sweep_dir: Path) -> dict[str, str]:
-    path = sweep_dir / PARENTS_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def sweep_parent_run(client, experiment_id: str, sweep_dir: Path) -> str:
-    """The sweep's parent run in this experiment, created by whichever job gets here first."""
-    with _locked(sweep_dir / ".mlflow.lock"):
-        parents = read_parents(sweep_dir)
-        if experiment_id not in parents:
-            info_path = sweep_dir / "sweep.json"
-            info = json.loads(info_path.read_text()) if info_path.exists() else {}
-            commit, dirty = git_state(Path(__file__).parent)
-            run = client.create_run(
-                experiment_id,
-                run_name=f"sweep {sweep_dir.name}",
-                tags={
-                    "airush.sweep": "parent",
-                    "airush.sweep_dir": str(sweep_dir),
-                    "hydra.overrides": " ".join(info.get("overrides", [])),
-                    "git.commit": commit,
-                    "git.dirty": dirty,
-                    "mlflow.source.git.commit": commit,
-                },
-            )
-            parents[experiment_id] = run.info.run_id
-            (sweep_dir / PARENTS_FILE).write_text(json.dumps(parents, indent=1))
-        return parents[experiment_id]
-
-
-def close_sweep(tracking_uri: str, sweep_dir: Path) -> None:
-    """End each parent run: FINISHED if every child finished, else FAILED; tag the best child."""
-    parents = read_parents(sweep_dir)
-    if not parents:
-        return
-    client = client_for(tracking_uri)
-    for experiment_id, parent_id in parents.items():
-        children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
-        summary = sweep_summary(children)
-        client.log_text(parent_id, json.dumps(summary, indent=1), "sweep_summary.json")
-        best = summary.get("best")
-        if best:
-            for key in ("run_id", "metric", "value"):
-                client.set_tag(parent_id, f"best.{key}", str(best[key]))
-        all_done = children and all(c.info.status == "FINISHED" for c in children)
-        client.set_terminated(parent_id, "FINISHED" if all_done else "FAILED")
-
-
-def sweep_summary(children: list) -> dict[str, Any]:
-    """Every child (status, overrides, primary metric) and the best one by its task's primary metric."""
-    rows = []
-    for child in children:
-        metric = child.data.tags.get("airush.primary_metric")
-        rows.append(
-            {
-                "run_id": child.info.run_id,
-                "status": child.info.status,
-                "overrides": child.data.tags.get("hydra.overrides", ""),
-                "metric": metric,
-                "value": child.data.metrics.get(metric) if metric else None,
-            }
-        )
-    scored = [r for r in rows if r["value"] is not None and r["status"] == "FINISHED"]
-    best = max(scored, key=lambda r: r["value"]) if scored else None
-    return {"children": rows, "best": best}
-
-
-try:  # Hydra callbacks run in the launching process, around the whole sweep.
-    from hydra.experimental.callback import Callback
-except ImportError:  # pragma: no cover - hydra is a hard dependency
-    Callback = object  # type: ignore[assignment,misc]
-
-
-class SweepParentCallback(Callback):
-    """Records the sweep's overrides for the parent run and closes the parent runs when the sweep ends."""
-
-    def on_multirun_start(self, config, **kwargs: Any) -> None:
-        _ensure_hydra_config(config)
-        sweep_dir = Path(config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        overrides = list(config.hydra.overrides.task)
-        (sweep_dir / "sweep.json").write_text(json.dumps({"overrides": overrides}, indent=1))
-
-    def on_multirun_end(self, config, **kwargs: Any) -> None:
-        _ensure_hydra_config(config)
-        close_sweep(str(config.mlflow.tracking_uri), Path(config.hydra.sweep.dir))
-
-
-def _ensure_hydra_config(config) -> None:
-    """Let `${hydra:…}` in the sweep dir resolve: Hydra sets its config only once jobs start."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        HydraConfig.instance().set_config(config)
