@@ -456,8 +456,10 @@ def print_footer(n_alive: int, dead: list, failed: int, names: dict[str, str], s
     out = console()
     parts = []
     if n_alive or dead:
-        hint = "" if show_dead or not dead else "; --show-dead lists them"
-        parts.append(f"running: {n_alive + len(dead)} ({len(dead)} dead: process gone{hint})")
+        hint = "" if show_dead else "; --show-dead lists them"
+        parts.append(
+            f"running: {n_alive + len(dead)}" + (f" ({len(dead)} dead: process gone{hint})" if dead else "")
+        )
     if failed:
         parts.append(f"failed or killed: {failed} (not ranked)")
     if parts:
