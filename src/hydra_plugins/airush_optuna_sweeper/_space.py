@@ -35,7 +35,10 @@ class Param:
         from optuna.distributions import CategoricalDistribution, IntDistribution
 
         if isinstance(self.distribution, CategoricalDistribution):
-            return self.choice_strings[self.distribution.choices.index(value)]
+            choices = self.distribution.choices  # by type too: 1 == True, but `x=1` is not `x=true`
+            return next(
+                self.choice_strings[i] for i, c in enumerate(choices) if type(c) is type(value) and c == value
+            )
         if isinstance(self.distribution, IntDistribution):
             return str(int(value))
         return repr(float(value))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ class AirushOptunaSweeper(Sweeper):
         self.direction, self.sampler_name, self.n_startup_trials = direction, sampler, n_startup_trials
         self.seed, self.study_name, self.storage = seed, study_name, storage
         self.enqueue_defaults = enqueue_defaults
-        self.params = dict(params or {})
+        self.params = _flatten(params or {})
         self.config: DictConfig | None = None
         self.hydra_context: Any = None
         self.launcher: Any = None
@@ -125,9 +126,7 @@ class AirushOptunaSweeper(Sweeper):
         for key in keys:
             if key in choices:
                 current[key] = choices[key]
-            elif key in ("hydra", "") or key.startswith("hydra."):
-                continue
-            else:
+            elif key and not key.startswith("hydra") and "/" not in key:
                 value = OmegaConf.select(self.config, key, default=None, throw_on_missing=False)
                 if not isinstance(value, DictConfig | type(None)) and not OmegaConf.is_list(value):
                     current[key] = value
@@ -303,6 +302,19 @@ def _job_value(job, job_status) -> tuple[float | None, BaseException | None]:
     if not math.isfinite(value):
         return None, NoValue(f"the job returned {value}")
     return value, None
+
+
+def _flatten(params: Any, prefix: str = "") -> dict[str, Any]:
+    """`params:` as dotted keys: yaml writes `model.alpha: ...`, while the command line's
+    `hydra.sweeper.params.model.alpha=...` arrives nested."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping | DictConfig):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat.pop(f"{prefix}{key}", None)  # a later entry wins and keeps the later position
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _ensure_hydra_config(config: DictConfig) -> None:
