@@ -1,0 +1,131 @@
+"""`airush register RUN_ID --name NAME`: put a run's MLflow Model in the Model Registry, so it can be served as
+`models:/NAME/<version>` without remembering run ids.
+
+RUN_ID may be a sweep's parent run: then its best FINISHED child by the task's primary metric is registered
+(the child the sweep tagged as `best.run_id` when it closed, else the best FINISHED child found now). The
+version is tagged with the metric, its value, the run and the git commit it was trained at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from airush.errors import UserError
+from airush.tracking import check_tracking_uri, redact_uri, sqlite_path
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="airush register",
+        description="Register a run's model (or a sweep's best child's) in the MLflow Model Registry.",
+    )
+    parser.add_argument("run_id", help="a run id, or a sweep's parent run id (its best child is registered)")
+    parser.add_argument("--name", required=True, help="registered model name; a new version if it exists")
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="default: $MLFLOW_TRACKING_URI, else sqlite:///./outputs/mlflow.db (where `airush` records)",
+    )
+    args = parser.parse_args(argv)
+    uri = args.tracking_uri or default_tracking_uri()
+    version = register(uri, args.run_id, args.name)
+    tags = version.tags
+    print(
+        f"registered '{version.name}' version {version.version}: run {tags['run_id']}, "
+        f"{tags['metric']}={tags['value']}\n"
+        f"load it with mlflow.pyfunc.load_model('models:/{version.name}/{version.version}')"
+    )
+    return 0
+
+
+def default_tracking_uri() -> str:
+    """Where `airush` records by default when run from this directory (conf/config.yaml: mlflow.tracking_uri)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'outputs' / 'mlflow.db'}"
+
+
+def register(uri: str, run_id: str, name: str):
+    """Create a version of registered model `name` from the run (or the sweep's best child); returns it."""
+    from mlflow.exceptions import MlflowException
+
+    check_tracking_uri(uri)
+    path = sqlite_path(uri) if uri.startswith("sqlite:") else None
+    if path is not None and not path.exists():
+        raise UserError(f"no MLflow store at {path}; run airush first or pass --tracking-uri")
+    client = _client(uri)
+    run = _get_run(client, run_id, uri)
+    parent = None
+    if run.data.tags.get("airush.sweep") == "parent":
+        parent, run = run, best_child(client, run, uri)
+    _check_registrable(client, run)
+    metric = run.data.tags.get("airush.primary_metric", "")
+    tags = {
+        "metric": metric,
+        "value": str(run.data.metrics.get(metric, "")),
+        "run_id": run.info.run_id,
+        "git.commit": run.data.tags.get("git.commit", "unknown"),
+        "git.dirty": run.data.tags.get("git.dirty", "unknown"),
+        "airush.task": run.data.tags.get("airush.task", ""),
+        "airush.model": run.data.tags.get("airush.model", ""),
+    }
+    if parent is not None:
+        tags["sweep_run_id"] = parent.info.run_id
+    how = f"best child of sweep {parent.info.run_id} by {metric}" if parent is not None else "registered run"
+    try:
+        try:
+            client.create_registered_model(name)
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        return client.create_model_version(
+            name,
+            f"{run.info.artifact_uri}/model",
+            run_id=run.info.run_id,
+            tags=tags,
+            description=f"{how}: {metric}={tags['value']}",
+        )
+    except MlflowException as err:
+        raise UserError(f"cannot register '{name}': {err.message.splitlines()[0]}") from None
+
+
+def best_child(client, parent, uri: str):
+    """The sweep's best FINISHED child by its primary metric (higher is better, as for every airush task)."""
+    best_id = parent.data.tags.get("best.run_id")
+    if best_id:
+        return _get_run(client, best_id, uri)
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        f"tags.mlflow.parentRunId = '{parent.info.run_id}' and attributes.status = 'FINISHED'",
+    )
+    scored = [
+        (child.data.metrics[metric], child)
+        for child in children
+        if (metric := child.data.tags.get("airush.primary_metric")) in child.data.metrics
+    ]
+    if not scored:
+        raise UserError(f"sweep {parent.info.run_id} has no FINISHED child with its primary metric yet")
+    return max(scored, key=lambda pair: pair[0])[1]
+
+
+def _check_registrable(client, run) -> None:
+    run_id = run.info.run_id
+    if run.info.status != "FINISHED":
+        raise UserError(f"run {run_id} is {run.info.status}; only FINISHED runs can be registered")
+    if not any(f.path == "model/MLmodel" for f in client.list_artifacts(run_id, "model")):
+        raise UserError(f"run {run_id} has no MLflow Model (no model/MLmodel artifact) to register")
+
+
+def _get_run(client, run_id: str, uri: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        raise UserError(f"no run '{run_id}' in {redact_uri(uri)}") from None
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -1,0 +1,284 @@
+"""Each run's model as an MLflow Model: loaded by `runs:/<id>/model` in a fresh process it scores abuse sessions
+exactly as the run did and serves music users the run's own top-N; nothing in it is a pickle; a sweep's best
+child goes into the Model Registry with its metric."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from airush.errors import UserError
+
+from conftest import SHARED_DATA, SMALL, run_airush
+
+BALABIT = SHARED_DATA / "balabit"
+
+# A fresh interpreter loads the model the way a user would and answers each request (input parquet, params)
+# with a parquet of its output, or the error's one line.
+FRESH_LOAD = """
+import json, sys
+import mlflow, pandas as pd
+model = mlflow.pyfunc.load_model(sys.argv[1])
+for job in json.loads(sys.argv[2]):
+    try:
+        out = model.predict(pd.read_parquet(job["input"]), params=job.get("params"))
+    except Exception as err:
+        print(json.dumps({"error": str(err)}), file=open(job["output"] + ".error", "w"))
+        continue
+    frame = out if isinstance(out, pd.DataFrame) else pd.DataFrame({"score": out})
+    frame.to_parquet(job["output"])
+"""
+
+
+def fresh_predict(uri: str, model_uri: str, jobs: list[dict], tmp_path: Path) -> list:
+    """Each job's output frame (or error message) from a new Python process; its stderr must hold no warning."""
+    for n, job in enumerate(jobs):
+        job["output"] = str(tmp_path / f"out{n}.parquet")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}, "MLFLOW_TRACKING_URI": uri}
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH_LOAD, model_uri, json.dumps(jobs)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "warn" not in result.stderr.lower(), result.stderr[-3000:]
+    outputs = []
+    for job in jobs:
+        error = Path(job["output"] + ".error")
+        outputs.append(
+            json.loads(error.read_text())["error"] if error.exists() else pd.read_parquet(job["output"])
+        )
+    return outputs
+
+
+def write_input(frame: pd.DataFrame, path: Path) -> str:
+    frame.to_parquet(path)
+    return str(path)
+
+
+def latest_run(client, experiment: str):
+    (found,) = client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id],
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return found
+
+
+def rebuild(cfg, model_dir: Path):
+    """The run's splits (same seed, same data) and its model as saved, to compare the served model against."""
+    from airush.abuse.verification import AccountVerifier
+    from airush.console import Stages
+    from airush.run import _import, resolve_shorthands
+    from airush.tasks import load_task
+
+    cfg = resolve_shorthands(cfg)
+    task = load_task(cfg.task.name)
+    with Stages() as stages:
+        splits = task.split(task.prepare(cfg, stages), cfg)
+    account_scope = cfg.task.get("scope") == "account"
+    model_cls = AccountVerifier if account_scope else _import(cfg.model._target_)
+    return model_cls.load(model_dir), splits
+
+
+def ensure_mlflow_model(client, run_id: str, cfg, tmp_path: Path) -> tuple:
+    """Until run.py logs the MLflow Model itself (it calls `save_mlflow_model` after training): build it from
+    the run's own model files and log it as the run's `model` artifact, as run.py will. Returns (model, splits,
+    seconds spent saving + logging, or None when the run logged it already)."""
+    from airush.mlflow_models import save_mlflow_model
+
+    model_dir = Path(client.download_artifacts(run_id, "model", str(tmp_path)))
+    if (model_dir / "MLmodel").exists():
+        return *rebuild(cfg, model_dir / "data" / "model"), None
+    model, splits = rebuild(cfg, model_dir)
+    start = time.perf_counter()
+    out = save_mlflow_model(cfg, model, splits, model_dir, tmp_path / "mlflow_model")
+    client.log_artifacts(run_id, str(out), "model")
+    return model, splits, time.perf_counter() - start
+
+
+def assert_no_pickle(client, run_id: str, tmp_path: Path) -> Path:
+    local = Path(client.download_artifacts(run_id, "model", str(tmp_path / "check")))
+    files = [p for p in local.rglob("*") if p.is_file()]
+    assert (local / "MLmodel").exists() and (local / "input_example.json").exists()
+    for path in files:
+        assert path.suffix not in (".pkl", ".pickle"), path
+        assert path.read_bytes()[:1] != b"\x80", f"{path} is a pickle"  # pickle protocol >= 2
+    return local
+
+
+@pytest.mark.slow
+def test_abuse_lightgbm_model_scores_sessions_like_the_run(compose_cfg, tracking_uri, tmp_path):
+    from airush.abuse.models.lgbm import LightGBMDetector
+    from airush.run import run
+
+    cfg = compose_cfg(SMALL["abuse"])
+    run(cfg)
+    client = mlflow.MlflowClient(tracking_uri)
+    found = latest_run(client, "abuse")
+    _, splits, seconds = ensure_mlflow_model(client, found.info.run_id, cfg, tmp_path)
+    assert seconds is None or seconds < 2.0
+    print(f"MLflow Model saved + logged in {seconds} s")
+
+    local = assert_no_pickle(client, found.info.run_id, tmp_path)
+    mlmodel = mlflow.models.Model.load(str(local / "MLmodel"))
+    assert "lightgbm" in mlmodel.flavors and mlmodel.signature is not None
+    assert (
+        LightGBMDetector.load(local / "data" / "model").feature_names_
+        == mlmodel.signature.inputs.input_names()
+    )
+
+    X = splits.X["test"]
+    expected = pd.read_parquet(Path(cfg.paths.run_dir) / "evaluation" / "test_predictions.parquet")
+    assert expected["session_id"].tolist() == splits.session_id["test"].tolist()
+    reordered = X[X.columns[::-1]]  # columns are matched by name, not position
+    (scores,) = fresh_predict(
+        tracking_uri,
+        f"runs:/{found.info.run_id}/model",
+        [{"input": write_input(reordered, tmp_path / "X.parquet")}],
+        tmp_path,
+    )
+    np.testing.assert_array_equal(scores["score"].to_numpy(), expected["score"].to_numpy())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_name", ["als", "pop"])
+def test_music_model_serves_the_runs_top_n(compose_cfg, tracking_uri, tmp_path, model_name):
+    from airush.run import run
+
+    cfg = compose_cfg(["task=music", f"model={model_name}", "task.recommend.top_n=10", *SMALL["music"]])
+    run(cfg)
+    client = mlflow.MlflowClient(tracking_uri)
+    found = latest_run(client, "music")
+    model, splits, seconds = ensure_mlflow_model(client, found.info.run_id, cfg, tmp_path)
+    assert seconds is None or seconds < 2.0
+    print(f"MLflow Model saved + logged in {seconds} s")
+    local = assert_no_pickle(client, found.info.run_id, tmp_path)
+    assert mlflow.models.Model.load(str(local / "MLmodel")).signature.params.to_dict()[0]["default"] == 10
+
+    users = pd.DataFrame({"user": splits.user_ids})
+    top, top3, unknown = fresh_predict(
+        tracking_uri,
+        f"runs:/{found.info.run_id}/model",
+        [
+            {"input": write_input(users, tmp_path / "users.parquet")},  # default k = task.recommend.top_n
+            {"input": write_input(users.iloc[::-1], tmp_path / "reversed.parquet"), "params": {"k": 3}},
+            {"input": write_input(pd.DataFrame({"user": [10**9]}), tmp_path / "unknown.parquet")},
+        ],
+        tmp_path,
+    )
+    # exactly the recommendations the run exported, the data set's own ids, in rank order
+    exported = pd.read_csv(Path(cfg.paths.run_dir) / "evaluation" / "recommendations.csv")
+    pd.testing.assert_frame_equal(top, exported, check_dtype=False)
+    # and what the model recommends, never an item the user played
+    seen = (splits.seen_train + splits.valid + splits.test).tocsr()
+    dense = np.arange(len(splits.user_ids))
+    expected = splits.item_ids[model.recommend(dense, 10, exclude=seen)]
+    assert (top["item"].to_numpy().reshape(-1, 10) == expected).all()
+    item_index = pd.Index(splits.item_ids).get_indexer(top["item"])
+    assert seen[np.repeat(dense, 10), item_index].sum() == 0
+    # k per request; users answered in the order asked
+    assert top3["user"].tolist() == np.repeat(splits.user_ids[::-1], 3).tolist()
+    assert (top3["item"].to_numpy().reshape(-1, 3) == expected[::-1, :3]).all()
+    assert "1 unknown user id(s), e.g. 1000000000" in unknown
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not BALABIT.is_dir(), reason=f"Balabit data not found at {BALABIT}")
+def test_account_verifier_model_scores_actions_of_claimed_accounts(compose_cfg, tracking_uri, tmp_path):
+    from airush.run import run
+
+    overrides = ["data=balabit", f"data.root={BALABIT}", "data.users=[7,9]", "data.max_test_sessions=10"]
+    cfg = compose_cfg([*overrides, "features=mouse", "task.scope=account", "model.num_boost_round=50"])
+    run(cfg)
+    client = mlflow.MlflowClient(tracking_uri)
+    found = latest_run(client, "abuse")
+    _, splits, _ = ensure_mlflow_model(client, found.info.run_id, cfg, tmp_path)
+    local = assert_no_pickle(client, found.info.run_id, tmp_path)
+    assert "account" in mlflow.models.Model.load(str(local / "MLmodel")).signature.inputs.input_names()
+
+    actions = splits.X["test"].assign(account=splits.account["test"])
+    scores, unknown = fresh_predict(
+        tracking_uri,
+        f"runs:/{found.info.run_id}/model",
+        [
+            {"input": write_input(actions, tmp_path / "actions.parquet")},
+            {"input": write_input(actions.head(2).assign(account=12), tmp_path / "unknown.parquet")},
+        ],
+        tmp_path,
+    )
+    # a session's score is the mean over its actions, as the run scored it
+    by_session = scores["score"].groupby(splits.session_id["test"]).mean()
+    expected = pd.read_parquet(Path(cfg.paths.run_dir) / "evaluation" / "test_predictions.parquet")
+    np.testing.assert_allclose(
+        by_session.loc[expected["session_id"]].to_numpy(), expected["score"], rtol=1e-12
+    )
+    assert "1 account(s) without a model, e.g. 12" in unknown
+
+
+@pytest.mark.slow
+def test_register_a_sweeps_best_child(compose_cfg, tracking_uri, tmp_path, monkeypatch):
+    from airush.registry import register
+
+    args = ["-m", "task=music", "model=pop,als", *SMALL["music"]]
+    result = run_airush(args, cwd=tmp_path, tracking_uri=tracking_uri)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment_id = client.get_experiment_by_name("music").experiment_id
+    (parent,) = client.search_runs([experiment_id], "tags.`airush.sweep` = 'parent'")
+    children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    for n, child in enumerate(children):
+        ensure_mlflow_model(client, child.info.run_id, compose_cfg(child.data.tags["hydra.overrides"].split()),
+                            tmp_path / f"child{n}")  # fmt: skip
+
+    result = run_airush(["register", parent.info.run_id, "--name", "music-best"], tmp_path, tracking_uri)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "registered 'music-best' version 1" in result.stdout
+    best = client.get_run(parent.data.tags["best.run_id"])
+    version = client.get_model_version("music-best", "1")
+    assert version.run_id == best.info.run_id
+    assert version.tags == {
+        "metric": "ndcg_at_10",
+        "value": str(best.data.metrics["ndcg_at_10"]),
+        "run_id": best.info.run_id,
+        "git.commit": best.data.tags["git.commit"],
+        "git.dirty": best.data.tags["git.dirty"],
+        "airush.task": "music",
+        "airush.model": best.data.tags["airush.model"],
+        "sweep_run_id": parent.info.run_id,
+    }
+    assert best.data.metrics["ndcg_at_10"] == max(c.data.metrics["ndcg_at_10"] for c in children)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    served = mlflow.pyfunc.load_model("models:/music-best/1").predict(pd.DataFrame({"user": [0, 1]}))
+    assert served.groupby("user").size().tolist() == [10, 10]
+
+    # a run of its own becomes the next version
+    other = next(c for c in children if c.info.run_id != best.info.run_id)
+    assert str(register(tracking_uri, other.info.run_id, "music-best").version) == "2"
+
+    # one line for what cannot be registered
+    with pytest.raises(UserError, match="no run 'nope' in sqlite"):
+        register(tracking_uri, "nope", "music-best")
+    failed = client.create_run(experiment_id)
+    client.set_terminated(failed.info.run_id, "FAILED")
+    with pytest.raises(UserError, match=f"run {failed.info.run_id} is FAILED; only FINISHED runs"):
+        register(tracking_uri, failed.info.run_id, "music-best")
+    bare = client.create_run(experiment_id)
+    client.set_terminated(bare.info.run_id, "FINISHED")
+    with pytest.raises(UserError, match=f"run {bare.info.run_id} has no MLflow Model"):
+        register(tracking_uri, bare.info.run_id, "music-best")
+    result = run_airush(["register", "nope", "--name", "x"], tmp_path, tracking_uri)
+    assert (
+        result.returncode == 2 and result.stderr.strip() == f"airush: error: no run 'nope' in {tracking_uri}"
+    )
