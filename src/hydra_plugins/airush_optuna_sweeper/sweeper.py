@@ -95,10 +95,9 @@ class AirushOptunaSweeper(Sweeper):
                 file=sys.stderr,
                 flush=True,
             )
+            # a task function that raises: a UserError is one line and exit 2, a bug keeps its traceback
             raised = [e for e in failures if not isinstance(e, NoValue)]
-            if (
-                raised
-            ):  # a task function that raises (a UserError is one line, exit 2; a bug keeps its traceback)
+            if raised:
                 raise raised[0]
             return {}  # airush's jobs catch their own errors, name them and exit 1 once the sweep has ended
         results = self._results(study, space, numbers)
@@ -220,7 +219,7 @@ class AirushOptunaSweeper(Sweeper):
             job_idx += len(batch)
             for trial, job, trial_overrides in zip(batch, returns, overrides, strict=True):
                 trial.set_user_attr("overrides", trial_overrides)
-                output_dir = OmegaConf.select(job.hydra_cfg or {}, "hydra.runtime.output_dir", default=None)
+                output_dir = job.hydra_cfg and OmegaConf.select(job.hydra_cfg, "hydra.runtime.output_dir")
                 if output_dir:
                     trial.set_user_attr("output_dir", str(output_dir))
                 value, error = _job_value(job, JobStatus)
@@ -233,7 +232,7 @@ class AirushOptunaSweeper(Sweeper):
                         f"trial {trial.number} failed: {str(error).splitlines()[0] if str(error) else error!r}"
                     )
                 numbers.append(trial.number)
-            if len(failures) == len(numbers):
+            if len(numbers) == len(batch) and len(failures) == len(batch):
                 log.error("every trial of the first batch failed: stopping (the study keeps them as FAIL)")
                 break
         return numbers, failures
