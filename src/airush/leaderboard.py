@@ -280,7 +280,8 @@ def rank_groups(groups: list[Group], best_per_model: bool = True) -> list[Group]
 
 
 def board_rows(groups: list[Group], experiment_names: dict[str, str]) -> list[dict[str, Any]]:
-    """Ranked groups as plain rows (what --format csv/json prints and the table shows)."""
+    """Ranked groups as plain rows (what --format csv/json prints and the table shows); `run_id` is the best
+    seed's run, `date` the group's latest start."""
     rows = []
     for rank, group in enumerate(groups, 1):
         best = group.best_run
@@ -333,13 +334,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="repeatable")
     parser.add_argument("--metric", help="rank by this metric (default: the task's primary metric)")
     parser.add_argument("--all", action="store_true", help="every config, not only each model's best")
-    parser.add_argument("--top", type=int, metavar="N", help="at most N rows per task")
+    parser.add_argument("--top", type=_positive, metavar="N", help="at most N rows per task")
     parser.add_argument("--show-dead", action="store_true", help="list RUNNING runs whose process is gone")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
     parser.add_argument(
         "--tracking-uri", help="default: MLFLOW_TRACKING_URI or sqlite:///./outputs/mlflow.db"
     )
     return parser
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got '{text}'")
+    return int(text)
 
 
 class _OneLineParser(argparse.ArgumentParser):
