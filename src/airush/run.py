@@ -43,6 +43,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     tags = {
         "airush.task": cfg.task.name,
         "airush.model": choice_name(cfg, "model"),
+        "airush.data": choice_name(cfg, "data"),
         "airush.primary_metric": cfg.task.primary_metric,
         "airush.version": airush.__version__,
         "seed": str(cfg.seed),
