@@ -63,3 +63,76 @@ def test_features_match_reference_on_balabit_sessions(tmp_path):
     test = log.sessions[log.sessions["part"] == "test"]["session_id"].to_numpy()
     events = log.events[log.events["session_id"].isin(test)].reset_index(drop=True)
     assert_same_features(events, test, keyboard=False, mouse=True)
+
+
+def mouse_events(rows: list[tuple]) -> pd.DataFrame:
+    """Events from (session, t_ms, event, x, y, button) tuples, in the schema of airush.abuse.data."""
+    from airush.abuse.data import BUTTONS, EVENT_KINDS
+
+    frame = pd.DataFrame(rows, columns=["session_id", "t_ms", "event", "x", "y", "button"])
+    return frame.assign(
+        session_id=frame["session_id"].astype(np.int64),
+        t_ms=frame["t_ms"].astype(np.float64),
+        event=pd.Categorical(frame["event"], categories=EVENT_KINDS),
+        key=np.full(len(frame), -1, np.int16),
+        x=frame["x"].astype(np.float32),
+        y=frame["y"].astype(np.float32),
+        button=pd.Categorical(frame["button"], categories=BUTTONS),
+    )[["session_id", "t_ms", "event", "key", "x", "y", "button"]]
+
+
+# Session 1: MM (pause > 10 s) | PC | MM ending before the drag's press | DD | PC without moves
+# Session 2: a right click is movement, not a click: one MM.
+HANDMADE = [
+    (1, 0, "move", 0, 0, "none"), (1, 16, "move", 3, 4, "none"), (1, 32, "move", 6, 8, "none"),
+    (1, 48, "move", 9, 12, "none"),
+    (1, 20_000, "move", 9, 12, "none"), (1, 20_016, "move", 19, 12, "none"),
+    (1, 20_100, "button_down", 19, 12, "left"), (1, 20_200, "button_up", 19, 12, "left"),
+    (1, 20_300, "move", 20, 12, "none"), (1, 20_316, "move", 30, 12, "none"),
+    (1, 20_400, "button_down", 30, 12, "left"), (1, 20_416, "drag", 40, 12, "none"),
+    (1, 20_432, "drag", 50, 12, "none"), (1, 20_500, "button_up", 50, 12, "left"),
+    (1, 20_600, "wheel", 50, 12, "none"),
+    (1, 20_700, "button_down", 50, 12, "left"), (1, 20_800, "button_up", 50, 12, "left"),
+    (2, 0, "move", 0, 0, "none"), (2, 10, "button_down", 0, 0, "right"),
+    (2, 20, "button_up", 0, 0, "right"), (2, 30, "move", 0, 10, "none"),
+]  # fmt: skip
+
+
+def test_mouse_actions_are_segmented_as_published():
+    from airush.abuse.features import event_codes
+    from airush.abuse.mouse_actions import ACTION_TYPES, action_shape, segment_actions
+
+    events = mouse_events(HANDMADE)
+    group = events["session_id"].to_numpy() - 1
+    t, x, y = (events[c].to_numpy(np.float64) for c in ("t_ms", "x", "y"))
+    actions = segment_actions(group, event_codes(events["event"]), events["button"].cat.codes.to_numpy(), t)
+    assert [ACTION_TYPES[k] for k in actions.kind] == ["mm", "pc", "mm", "dd", "pc", "mm"]
+    assert actions.session.tolist() == [0, 0, 0, 0, 0, 1]
+    assert actions.size.tolist() == [4, 4, 2, 4, 2, 4]  # the wheel event is not an action row
+    shape = action_shape(actions, t, x, y)
+    np.testing.assert_allclose(shape["distance"], [15, 10, 10, 20, 0, 10])
+    np.testing.assert_allclose(shape["duration"], [48, 200, 16, 100, 100, 30])
+    np.testing.assert_allclose(shape["straightness"][:4], [1, 1, 1, 1])
+    assert np.isnan(shape["straightness"][4])  # no movement: undefined
+    np.testing.assert_allclose(shape["speed"], [15 / 48, 0.05, 10 / 16, 0.2, 0, 1 / 3])
+
+    features = SessionFeatures(keyboard=False).transform(events, np.array([1, 2]))
+    first = features.loc[1]
+    assert first["mouse_mm_share"] == pytest.approx(2 / 5)
+    assert first["mouse_pc_share"] == pytest.approx(2 / 5)
+    assert first["mouse_dd_share"] == pytest.approx(1 / 5)
+    assert first["mouse_mm_distance_p50"] == 15  # the 2-row MM action is too short to measure
+    assert first["mouse_pc_duration_p50"] == 200
+    assert first["mouse_dd_speed_p50"] == pytest.approx(0.2)
+    assert features.loc[2, "mouse_mm_share"] == 1.0 and features.loc[2, "mouse_pc_share"] == 0.0
+    assert_same_features(events, np.array([1, 2]), keyboard=False, mouse=True)
+
+
+def test_feature_set_sizes():
+    log = SyntheticSessions(n_users=4, sessions_per_user=2, mouse_actions=(2, 3)).load(seed=0)
+    ids = log.sessions["session_id"].to_numpy()
+    sizes = {
+        (kb, mouse): SessionFeatures(kb, mouse).transform(log.events, ids).shape[1]
+        for kb, mouse in ((True, True), (True, False), (False, True))
+    }
+    assert sizes == {(True, True): 68, (True, False): 23, (False, True): 47}

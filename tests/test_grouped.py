@@ -20,6 +20,7 @@ from airush.grouped import (
     group_quantiles,
     group_sorted,
     group_std,
+    group_sum,
     padded_width,
     paired_next,
 )
@@ -219,9 +220,13 @@ def test_group_extreme_and_mean_std(data):
         assert_close(got, expected.reindex(pd.RangeIndex(N)).to_numpy())
         order = np.argsort(group, kind="stable")  # contiguous groups take the reduceat path
         assert_close(group_extreme(values[order], group[order], N, largest), got)
-    mean, std = group_mean_std(values, group, N)
-    assert_close(mean, ref["mean"])
-    assert_close(std, ref["std"])
+    order = np.argsort(group, kind="stable")
+    for v, g in ((values, group), (values[order], group[order])):  # bincount path, reduceat path
+        mean, std = group_mean_std(v, g, N)
+        assert_close(mean, ref["mean"])
+        assert_close(std, ref["std"])
+        assert_close(group_mean(v, g, N), ref["mean"])
+        assert_close(group_sum(v, g, N), np.nan_to_num(ref["mean"] * ref["count"]))
 
 
 def test_empty_input_gives_nan_everywhere():

@@ -18,10 +18,27 @@ def group_count(group: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(group, minlength=n).astype(np.float64)
 
 
+def group_sum(values: np.ndarray, group: np.ndarray, n: int, count: np.ndarray | None = None) -> np.ndarray:
+    """Per-group sum (0 for empty groups); `count` (np.bincount of group) if the caller has it.
+
+    Contiguous groups (the usual case: values in session order) sum with one reduceat, ~20x faster than a
+    weighted bincount.
+    """
+    if not _is_nondecreasing(group):
+        return np.bincount(group, weights=values, minlength=n)
+    if count is None:
+        count = np.bincount(group, minlength=n)
+    out = np.zeros(n)
+    has = count > 0
+    if has.any():
+        out[has] = np.add.reduceat(values, (np.cumsum(count) - count)[has])
+    return out
+
+
 def group_mean(values: np.ndarray, group: np.ndarray, n: int) -> np.ndarray:
     count = np.bincount(group, minlength=n)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.bincount(group, weights=values, minlength=n) / np.where(count > 0, count, np.nan)
+        return group_sum(values, group, n, count) / np.where(count > 0, count, np.nan)
 
 
 def group_std(values: np.ndarray, group: np.ndarray, n: int) -> np.ndarray:
@@ -30,14 +47,12 @@ def group_std(values: np.ndarray, group: np.ndarray, n: int) -> np.ndarray:
 
 
 def group_mean_std(values: np.ndarray, group: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and sample standard deviation (ddof=1) from one count and one sum."""
+    """Mean and sample standard deviation (ddof=1) from one count."""
     count = np.bincount(group, minlength=n)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.bincount(group, weights=values, minlength=n) / np.where(count > 0, count, np.nan)
+        mean = group_sum(values, group, n, count) / np.where(count > 0, count, np.nan)
         centred = values - mean[group]  # two-pass: exact where sum-of-squares would cancel
-        var = np.bincount(group, weights=centred * centred, minlength=n) / np.where(
-            count > 1, count - 1, np.nan
-        )
+        var = group_sum(centred * centred, group, n, count) / np.where(count > 1, count - 1, np.nan)
     return mean, np.sqrt(var)
 
 
@@ -48,8 +63,9 @@ def group_extreme(values: np.ndarray, group: np.ndarray, n: int, largest: bool) 
         return out
     reduce = np.maximum if largest else np.minimum
     if _is_nondecreasing(group):
-        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
-        out[group[starts]] = reduce.reduceat(values, starts)
+        count = np.bincount(group, minlength=n)
+        has = count > 0
+        out[has] = reduce.reduceat(values, (np.cumsum(count) - count)[has])
     else:
         acc = np.full(n, -np.inf if largest else np.inf)
         reduce.at(acc, group, values)

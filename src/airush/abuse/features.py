@@ -12,13 +12,15 @@ import numpy as np
 import pandas as pd
 
 from airush.abuse.data import EVENT_KINDS
+from airush.abuse.mouse_actions import session_action_features
 from airush.grouped import (
     group_count,
     group_entropy,
+    group_extreme,
     group_mean,
+    group_mean_std,
     group_mode_share,
     group_quantiles,
-    group_std,
     paired_next,
 )
 
@@ -26,7 +28,7 @@ QS = (0.1, 0.5, 0.9)
 TYPING_PAUSE_MS = 2000.0  # a longer key-down gap ends a typing burst
 MOUSE_PAUSE_MS = 300.0  # a longer gap between mouse events ends a stroke
 TELEPORT_PX = 250.0  # one sampled step longer than this is a jump no hand makes in ~16 ms
-CHUNK_EVENTS = 4_000_000  # bounded memory: sessions are processed in chunks of about this many events
+CHUNK_EVENTS = 1_000_000  # bounded memory: sessions are processed in chunks of about this many events
 
 _CODE = {name: i for i, name in enumerate(EVENT_KINDS)}
 
@@ -56,11 +58,11 @@ class SessionFeatures:
 
     def _chunk(self, events: pd.DataFrame, session_ids: np.ndarray) -> pd.DataFrame:
         n = len(session_ids)
-        group = np.searchsorted(session_ids, events["session_id"].to_numpy())
+        group = session_index(events["session_id"].to_numpy(), session_ids)
         code = event_codes(events["event"])
         t = events["t_ms"].to_numpy(np.float64)
         features: dict[str, np.ndarray] = {}
-        duration = _group_span(t, group, n)
+        duration = group_extreme(t, group, n, largest=True) - group_extreme(t, group, n, largest=False)
         features["duration_s"] = duration / 1000.0
         features["events_per_s"] = group_count(group, n) / np.maximum(duration / 1000.0, 1e-3)
         if self.keyboard:
@@ -73,7 +75,7 @@ class SessionFeatures:
                 if hasattr(events["button"], "cat")
                 else events["button"].to_numpy()
             )
-            features |= mouse_features(group, n, code, t, x, y, button)
+            features |= mouse_features(group, n, code, t, x, y, button, duration)
         return pd.DataFrame(features, index=pd.Index(session_ids, name="session_id"))
 
 
@@ -93,6 +95,15 @@ def chunk_bounds(
     return out
 
 
+def session_index(sid: np.ndarray, session_ids: np.ndarray) -> np.ndarray:
+    """Position of each event's session in `session_ids`; looks up one id per run of equal ids."""
+    if len(sid) == 0:
+        return np.empty(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
+    run_group = np.searchsorted(session_ids, sid[starts])
+    return np.repeat(run_group, np.diff(np.r_[starts, len(sid)]))
+
+
 def event_codes(event: pd.Series) -> np.ndarray:
     """EVENT_KINDS index of each event, whatever the category order of the column."""
     if isinstance(event.dtype, pd.CategoricalDtype):
@@ -101,17 +112,8 @@ def event_codes(event: pd.Series) -> np.ndarray:
     return event.map(_CODE).fillna(-1).to_numpy(np.int8)
 
 
-def _group_span(t: np.ndarray, group: np.ndarray, n: int) -> np.ndarray:
-    hi = np.full(n, -np.inf)
-    lo = np.full(n, np.inf)
-    np.maximum.at(hi, group, t)
-    np.minimum.at(lo, group, t)
-    return np.where(np.isfinite(hi), hi - lo, np.nan)
-
-
 def _describe(out: dict, name: str, values: np.ndarray, group: np.ndarray, n: int, quantiles=QS) -> None:
-    out[f"{name}_mean"] = group_mean(values, group, n)
-    out[f"{name}_std"] = group_std(values, group, n)
+    out[f"{name}_mean"], out[f"{name}_std"] = group_mean_std(values, group, n)
     for q, row in zip(quantiles, group_quantiles(values, group, n, quantiles), strict=True):
         out[f"{name}_p{round(q * 100)}"] = row
 
@@ -150,29 +152,32 @@ def keyboard_features(group, n, code, t, key) -> dict[str, np.ndarray]:
     return out
 
 
-def mouse_features(group, n, code, t, x, y, button) -> dict[str, np.ndarray]:
+def mouse_features(group, n, code, t, x, y, button, duration) -> dict[str, np.ndarray]:
+    """`duration`: each session's span in ms (first to last event of any kind)."""
     out: dict[str, np.ndarray] = {}
     moving = (code == _CODE["move"]) | (code == _CODE["drag"])
     a, b = _consecutive(np.flatnonzero(moving), group)
     dx, dy, dt = x[b] - x[a], y[b] - y[a], t[b] - t[a]
-    step = np.hypot(dx, dy)
+    step = np.sqrt(dx * dx + dy * dy)  # px; np.hypot is 5x slower and equal to 1 ulp here
     g = group[b]
-    timed = dt > 0
-    speed = np.where(timed, step / np.where(timed, dt, 1.0), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0 ms gaps: no speed
+        speed = step / dt
     ok = np.isfinite(speed)
-    _describe(out, "mouse_speed", speed[ok], g[ok], n)
+    speed[~ok] = np.nan
+    timed = np.flatnonzero(ok)  # index arrays: boolean masks with scattered gaps are ~5x slower to apply
+    _describe(out, "mouse_speed", speed[timed], g[timed], n)
     out["mouse_teleport_rate"] = group_mean((step > TELEPORT_PX).astype(np.float64), g, n)
     out["mouse_dt_mode_share"] = group_mode_share(np.rint(dt).astype(np.int64), g, n)
     out["mouse_step_mode_share"] = group_mode_share(np.rint(step).astype(np.int64), g, n)
     with np.errstate(invalid="ignore", divide="ignore"):  # all gaps 0 ms (quantised clocks): NaN
-        out["mouse_dt_cv"] = group_std(dt, g, n) / group_mean(dt, g, n)
+        dt_mean, dt_std = group_mean_std(dt, g, n)
+        out["mouse_dt_cv"] = dt_std / dt_mean
     out["mouse_pauses_per_min"] = group_count(g[dt > MOUSE_PAUSE_MS], n) / np.maximum(
-        _group_span(t, group, n) / 60000.0, 1e-3
+        duration / 60000.0, 1e-3
     )
 
     # derivatives over consecutive steps of the same session (steps are in time order)
-    s = np.flatnonzero(ok)
-    p, q = s[:-1], s[1:]
+    p, q = timed[:-1], timed[1:]
     same = g[p] == g[q]
     p, q = p[same], q[same]
     dt_mid = (dt[p] + dt[q]) / 2.0
@@ -183,15 +188,14 @@ def mouse_features(group, n, code, t, x, y, button) -> dict[str, np.ndarray]:
     jerk = (accel[1:] - accel[:-1])[chain] / dt[p2[chain]]
     out["mouse_jerk_mean"] = group_mean(np.abs(jerk), g[q2[chain]], n)
 
-    moved = step > 0
-    angle = np.arctan2(dy, dx)
-    m = np.flatnonzero(moved)
+    m = np.flatnonzero(step > 0)
     mp, mq = m[:-1], m[1:]
     same = g[mp] == g[mq]
     mp, mq = mp[same], mq[same]
-    turn = np.angle(np.exp(1j * (angle[mq] - angle[mp])))
-    _describe(out, "mouse_turn", np.abs(turn), g[mq], n, quantiles=(0.5,))
-    out["mouse_curvature_mean"] = group_mean(np.abs(turn) / step[mq], g[mq], n)
+    # |turning angle| between consecutive steps, in [0, pi]: atan2(|cross|, dot)
+    turn = np.arctan2(np.abs(dx[mp] * dy[mq] - dy[mp] * dx[mq]), dx[mp] * dx[mq] + dy[mp] * dy[mq])
+    _describe(out, "mouse_turn", turn, g[mq], n, quantiles=(0.5,))
+    out["mouse_curvature_mean"] = group_mean(turn / step[mq], g[mq], n)
 
     # strokes: runs of moves without a pause; straightness = chord / path length
     breaks = np.r_[True, (g[1:] != g[:-1]) | (dt[1:] > MOUSE_PAUSE_MS)] if len(g) else np.empty(0, bool)
@@ -216,4 +220,4 @@ def mouse_features(group, n, code, t, x, y, button) -> dict[str, np.ndarray]:
     )
     out["mouse_moves"] = group_count(g, n)
     out["mouse_clicks"] = group_count(group[down], n)
-    return out
+    return out | session_action_features(group, n, code, t, x, y, button, duration)

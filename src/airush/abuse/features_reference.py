@@ -11,8 +11,9 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from airush.abuse.data import EVENT_KINDS
+from airush.abuse.data import BUTTONS, EVENT_KINDS
 from airush.abuse.features import MOUSE_PAUSE_MS, TELEPORT_PX, TYPING_PAUSE_MS, event_codes
+from airush.abuse.mouse_actions import ACTION_PAUSE_MS, ACTION_TYPES, MIN_ACTION_ROWS
 
 CODE = {name: i for i, name in enumerate(EVENT_KINDS)}
 
@@ -158,4 +159,62 @@ def _mouse(session: pd.DataFrame, span: float) -> dict:
     out["click_hold_mode_share"] = _mode_share(np.rint(holds))
     out["mouse_moves"] = float(len(step))
     out["mouse_clicks"] = float((session["code"] == CODE["button_down"]).sum())
+    return out | _actions(session, span)
+
+
+def reference_actions(session: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(type, rows) of each mouse action of one session, by a row-by-row scan (see mouse_actions.py)."""
+    mouse_codes = [CODE["move"], CODE["drag"], CODE["button_down"], CODE["button_up"]]
+    rows = session[session["code"].isin(mouse_codes)]
+    code, t = rows["code"].to_numpy(), rows["t_ms"].to_numpy(float)
+    left = rows["button_code"].to_numpy() == BUTTONS.index("left")
+    actions, current = [], []
+    for i in range(len(rows)):
+        starts_drag = False
+        if code[i] == CODE["button_down"] and left[i]:  # a left press whose release comes after drags
+            for j in range(i + 1, len(rows)):
+                if code[j] == CODE["button_up"] and left[j]:
+                    starts_drag = (code[i + 1 : j] == CODE["drag"]).any()
+                    break
+                if code[j] == CODE["button_down"] and left[j]:
+                    break
+        if current and (starts_drag or t[i] - t[current[-1]] > ACTION_PAUSE_MS):
+            actions.append(current)
+            current = []
+        current.append(i)
+        if code[i] == CODE["button_up"] and left[i]:
+            actions.append(current)
+            current = []
+    if current:
+        actions.append(current)
+    out = []
+    for members in actions:
+        c, is_left = code[members], left[members]
+        clicked = c[-1] == CODE["button_up"] and is_left[-1]
+        pressed = ((c == CODE["button_down"]) & is_left).any()
+        kind = "dd" if clicked and (c == CODE["drag"]).any() else "pc" if clicked and pressed else "mm"
+        out.append((kind, rows.iloc[members]))
+    return out
+
+
+def _actions(session: pd.DataFrame, span: float) -> dict:
+    out: dict[str, float] = {}
+    actions = reference_actions(session)
+    out["mouse_actions_per_min"] = len(actions) / max(span / 60000.0, 1e-3)
+    for name in ACTION_TYPES:
+        out[f"mouse_{name}_share"] = sum(k == name for k, _ in actions) / len(actions) if actions else np.nan
+    for name in ACTION_TYPES:
+        measures: dict[str, list[float]] = {"duration": [], "distance": [], "straightness": [], "speed": []}
+        for kind, rows in actions:
+            if kind != name or len(rows) < MIN_ACTION_ROWS:
+                continue
+            x, y, t = (rows[c].to_numpy(float) for c in ("x", "y", "t_ms"))
+            distance = float(np.hypot(np.diff(x), np.diff(y)).sum())
+            chord = float(np.hypot(x[-1] - x[0], y[-1] - y[0]))
+            measures["duration"].append(t[-1] - t[0])
+            measures["distance"].append(distance)
+            measures["straightness"].append(chord / distance if distance > 0 else np.nan)
+            measures["speed"].append(distance / (t[-1] - t[0]) if t[-1] > t[0] else np.nan)
+        for measure, values in measures.items():
+            out[f"mouse_{name}_{measure}_p50"] = pd.Series(values, dtype=float).median()
     return out
