@@ -10,8 +10,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from airush.errors import UserError
 
-# Run dirs carry the pid so two jobs started in the same microsecond still get their own dir.
-OmegaConf.register_new_resolver("airush.pid", lambda: os.getpid(), replace=True)
+# Run dirs carry the pid so two jobs started in the same microsecond still get their own dir; cached in the
+# config, so parallel sweep workers (joblib, submitit) resolve the launching process's sweep dir.
+OmegaConf.register_new_resolver("airush.pid", lambda: os.getpid(), replace=True, use_cache=True)
 
 
 # `airush <subcommand> ...`: views and actions on recorded runs; anything else is a Hydra job.
@@ -50,6 +51,7 @@ def main() -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     # MLflow's INFO lines (DB migrations, "View run at") would break up our console; warnings still show.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
             import importlib
@@ -58,7 +60,9 @@ def main() -> None:
             sys.exit(command.main(sys.argv[2:]))
         from airush.choices import check_overrides
 
-        check_overrides([a for a in sys.argv[1:] if not a.startswith("-") and "=" in a])
+        overrides = [a for a in sys.argv[1:] if not a.startswith("-") and "=" in a]
+        check_overrides(overrides)
+        check_tracking_server(overrides)
         hydra_main()
         _exit_if_jobs_failed()
     except UserError as err:
@@ -76,6 +80,17 @@ def main() -> None:
         if message is None:
             raise
         _fail(message)
+
+
+def check_tracking_server(overrides: list[str]) -> None:
+    """A tracking server that does not answer stops a run or a whole sweep before anything starts (Hydra would
+    only warn if a sweep callback raised)."""
+    from airush.tracking import check_server_reachable
+
+    uri = next((o.split("=", 1)[1] for o in overrides if o.startswith("mlflow.tracking_uri=")), None)
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        check_server_reachable(uri)
 
 
 def hydra_error_line(err: Exception) -> str | None:

@@ -9,15 +9,8 @@ import argparse
 from typing import Any
 
 from airush.errors import UserError
-from airush.leaderboard import (
-    NOT_CONFIG_KEYS,
-    _OneLineParser,
-    default_tracking_uri,
-    direction,
-    experiments,
-    open_store,
-    store_error,
-)
+from airush.leaderboard import NOT_CONFIG_KEYS, direction
+from airush.store import OneLineParser, default_tracking_uri, experiments, open_store, store_error
 
 # Params that only say where a run wrote; everything else that differs is shown.
 NOISE_PREFIXES = ("paths.", "mlflow.", "hydra.")
@@ -94,7 +87,7 @@ def provenance_rows(runs: list) -> list[tuple[str, list[str], bool]]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(
+    parser = OneLineParser(
         prog="airush compare",
         description="Config keys that differ between runs, their code and data identity, metrics side by side.",
     )

@@ -100,3 +100,10 @@ def _fmt(value: Any) -> str:
             f"{value:.0f}" if value.is_integer() and abs(value) > 1 else f"{value:.4f}"
         )  # counts, not rates
     return str(value)
+
+
+def warn(message: str) -> None:
+    """A warning line on stderr that stays readable between progress bars."""
+    import sys
+
+    print(f"airush: warning: {message}", file=sys.stderr)

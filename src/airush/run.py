@@ -27,9 +27,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     task = load_task(cfg.task.name)
     model_cls = _import(cfg.model._target_)
 
-    from airush.devices import check_gpus
+    from airush.devices import device_plan
 
-    check_gpus(cfg.gpus, choice_name(cfg, "model"), getattr(model_cls, "supports_gpu", False))
+    device_plan(cfg, choice_name(cfg, "model"), model_cls)  # impossible gpus / trainer requests: one line
     seed_everything(cfg.seed)
     uri = str(cfg.mlflow.tracking_uri)
     console.print_config_summary(config_summary(cfg, job["overrides"], run_dir, uri))
@@ -71,6 +71,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         with console.Stages() as stages:
             prepared = task.prepare(cfg, stages)
             tracked.set_tags({"data.fingerprint": prepared.fingerprint})
+            check_reproduced_data(cfg, prepared.fingerprint, tracked)
             tracked.log_params({f"dataset.{k}": str(v) for k, v in prepared.stats.items()})
             splits = task.split(prepared, cfg)
             model = task.model_for(cfg, model_cls(**model_kwargs(cfg)))
@@ -99,7 +100,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 
 # Keys that say where a run goes, not what it computes: left out of the config hash.
-NOT_HASHED = ("paths", "mlflow", "resume", "hydra")
+NOT_HASHED = ("paths", "mlflow", "resume", "hydra", "reproduce_of")
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -117,7 +118,7 @@ def reuse_finished_run(
 ) -> dict[str, float] | None:
     """Resume: in a sweep, a job whose identical config already FINISHED in this experiment is not trained
     again; its run's metrics stand in (FAILED, KILLED and dead runs do not count). `resume=false` opts out."""
-    from airush.sweeps import record_job
+    from airush.sweeps import record_job, sweep_parent_run
 
     client, experiment_id = tracking.open_experiment(
         uri, str(cfg.mlflow.experiment), cfg.mlflow.artifact_location
@@ -126,6 +127,7 @@ def reuse_finished_run(
     if finished is None:
         return None
     run_id = finished.info.run_id
+    sweep_parent_run(client, experiment_id, job["sweep_dir"])  # the sweep's record lists reused jobs too
     record_job(job["sweep_dir"], job["num"], job["overrides"], "REUSED", run_id=run_id)
     console.print_results(
         f"{cfg.task.name} · {choice_name(cfg, 'model')} · reused, resume=false retrains",
@@ -133,6 +135,20 @@ def reuse_finished_run(
         [("MLflow run", f"{run_id} (identical config, finished earlier)")],
     )
     return dict(finished.data.metrics)
+
+
+def check_reproduced_data(cfg: DictConfig, fingerprint: str, tracked) -> None:
+    """`airush reproduce`: tag the run it repeats and warn when the data is not the data it saw."""
+    original = cfg.get("reproduce_of")
+    if not original:
+        return
+    same = original.get("data_fingerprint") in (None, fingerprint)
+    tracked.set_tags({"airush.reproduces": original.run_id, "airush.reproduce.same_data": str(same).lower()})
+    if not same:
+        console.warn(
+            f"data fingerprint {fingerprint[:12]} differs from run {original.run_id}'s "
+            f"{str(original.data_fingerprint)[:12]}: the data changed, metrics may differ"
+        )
 
 
 def sweep_objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:

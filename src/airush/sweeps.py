@@ -188,8 +188,7 @@ except ImportError:  # pragma: no cover - hydra is a hard dependency
 
 
 class SweepCallback(Callback):
-    """Records the sweep's overrides, checks the tracking server answers before any job starts, and closes
-    the parent runs when the sweep ends."""
+    """Records the sweep's overrides and closes the parent runs when the sweep ends."""
 
     def on_multirun_start(self, config, **kwargs: Any) -> None:
         global active_sweep
@@ -198,9 +197,7 @@ class SweepCallback(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         overrides = list(config.hydra.overrides.task)
         (sweep_dir / "sweep.json").write_text(json.dumps({"overrides": overrides}, indent=1))
-        uri = str(config.mlflow.tracking_uri)
-        tracking.check_server_reachable(uri)
-        active_sweep = (uri, sweep_dir)
+        active_sweep = (str(config.mlflow.tracking_uri), sweep_dir)
 
     def on_multirun_end(self, config, **kwargs: Any) -> None:
         global active_sweep
