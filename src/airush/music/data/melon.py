@@ -64,9 +64,10 @@ class MelonPlaylists:
         for name in self.playlists:
             parts.append(read_playlists(root / name))
             step()
+        playlists = Playlists.concat(parts)
         meta = read_song_meta(root / self.song_meta)
         step()
-        plays = build_plays(Playlists.concat(parts), meta, self.all_songs)
+        plays = build_plays(playlists, meta, self.all_songs)
         step()
         return plays
 
@@ -102,8 +103,8 @@ class ArrayReader:
         self.handle, self.path = handle, path
         self.text, self.pos, self.lines_before, self.eof = "", 0, 0, False
 
-    def refill(self, at_least: int = CHUNK_CHARS) -> bool:
-        """Append at least `at_least` more characters; False (text untouched) at the end of the file."""
+    def refill(self, at_least: int = 0) -> bool:
+        """Append at least CHUNK_CHARS (or `at_least`) more characters; False, text untouched, at the end."""
         more = "" if self.eof else self.handle.read(max(at_least, CHUNK_CHARS))
         if not more:
             self.eof = True

@@ -157,8 +157,12 @@ def read_ratings(path: Path, layout: Layout) -> tuple[np.ndarray, np.ndarray, np
     if columns is None:
         names = layout.rating_columns
         frame = read_table(path, names) if layout.header else _lines(path, names)
-        columns = [integer_column(frame, name, path, min_value=0) for name in names]
-        columns[2] = number_column(frame, names[2], path, positive=True)
+        columns = [
+            number_column(frame, name, path, positive=True)
+            if i == 2
+            else integer_column(frame, name, path, min_value=0)
+            for i, name in enumerate(names)
+        ]
     user, item, rating, timestamp = columns
     duplicated = pd.DataFrame({"user": user, "item": item}).duplicated().to_numpy()
     if duplicated.any():
@@ -304,8 +308,12 @@ def _lines(path: Path, names: tuple[str, ...]) -> pd.DataFrame:
     frame = lines.str.extract(f"^{pattern}$")
     bad = frame[0].isna().to_numpy()
     if bad.any():
-        expected = sep.join(names) if len(names) < 8 else f"{len(names)} fields separated by {sep!r}"
-        raise DataError(f"expected {expected}", path=path, row=int(np.flatnonzero(bad)[0]) + 1)
+        fields = f" ({', '.join(names)})" if len(names) < 8 else ""
+        raise DataError(
+            f"expected {len(names)} fields{fields} separated by {sep!r}",
+            path=path,
+            row=int(np.flatnonzero(bad)[0]) + 1,
+        )
     frame.columns = list(names)
     frame.attrs["first_row"] = 1
     return frame
