@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -94,18 +93,16 @@ def rebuild(cfg, model_dir: Path):
 
 def ensure_mlflow_model(client, run_id: str, cfg, tmp_path: Path) -> tuple:
     """Until run.py logs the MLflow Model itself (it calls `save_mlflow_model` after training): build it from
-    the run's own model files and log it as the run's `model` artifact, as run.py will. Returns (model, splits,
-    seconds spent saving + logging, or None when the run logged it already)."""
+    the run's own model files and log it as the run's `model` artifact, as run.py will. Returns (model, splits)."""
     from airush.mlflow_models import save_mlflow_model
 
     model_dir = Path(client.download_artifacts(run_id, "model", str(tmp_path)))
     if (model_dir / "MLmodel").exists():
-        return *rebuild(cfg, model_dir / "data" / "model"), None
+        return rebuild(cfg, model_dir / "data" / "model")
     model, splits = rebuild(cfg, model_dir)
-    start = time.perf_counter()
     out = save_mlflow_model(cfg, model, splits, model_dir, tmp_path / "mlflow_model")
     client.log_artifacts(run_id, str(out), "model")
-    return model, splits, time.perf_counter() - start
+    return model, splits
 
 
 def assert_no_pickle(client, run_id: str, tmp_path: Path) -> Path:
@@ -127,9 +124,7 @@ def test_abuse_lightgbm_model_scores_sessions_like_the_run(compose_cfg, tracking
     run(cfg)
     client = mlflow.MlflowClient(tracking_uri)
     found = latest_run(client, "abuse")
-    _, splits, seconds = ensure_mlflow_model(client, found.info.run_id, cfg, tmp_path)
-    assert seconds is None or seconds < 2.0
-    print(f"MLflow Model saved + logged in {seconds} s")
+    _, splits = ensure_mlflow_model(client, found.info.run_id, cfg, tmp_path)
 
     local = assert_no_pickle(client, found.info.run_id, tmp_path)
     mlmodel = mlflow.models.Model.load(str(local / "MLmodel"))
@@ -161,9 +156,7 @@ def test_music_model_serves_the_runs_top_n(compose_cfg, tracking_uri, tmp_path, 
     run(cfg)
     client = mlflow.MlflowClient(tracking_uri)
     found = latest_run(client, "music")
-    model, splits, seconds = ensure_mlflow_model(client, found.info.run_id, cfg, tmp_path)
-    assert seconds is None or seconds < 2.0
-    print(f"MLflow Model saved + logged in {seconds} s")
+    model, splits = ensure_mlflow_model(client, found.info.run_id, cfg, tmp_path)
     local = assert_no_pickle(client, found.info.run_id, tmp_path)
     assert mlflow.models.Model.load(str(local / "MLmodel")).signature.params.to_dict()[0]["default"] == 10
 
@@ -199,12 +192,12 @@ def test_music_model_serves_the_runs_top_n(compose_cfg, tracking_uri, tmp_path, 
 def test_account_verifier_model_scores_actions_of_claimed_accounts(compose_cfg, tracking_uri, tmp_path):
     from airush.run import run
 
-    overrides = ["data=balabit", f"data.root={BALABIT}", "data.users=[7,9]", "data.max_test_sessions=10"]
-    cfg = compose_cfg([*overrides, "features=mouse", "task.scope=account", "model.num_boost_round=50"])
+    overrides = ["data=balabit", f"data.root={BALABIT}", "data.users=[7,9]", "data.max_test_sessions=4"]
+    cfg = compose_cfg([*overrides, "features=mouse", "task.scope=account", "model.num_boost_round=30"])
     run(cfg)
     client = mlflow.MlflowClient(tracking_uri)
     found = latest_run(client, "abuse")
-    _, splits, _ = ensure_mlflow_model(client, found.info.run_id, cfg, tmp_path)
+    _, splits = ensure_mlflow_model(client, found.info.run_id, cfg, tmp_path)
     local = assert_no_pickle(client, found.info.run_id, tmp_path)
     assert "account" in mlflow.models.Model.load(str(local / "MLmodel")).signature.inputs.input_names()
 

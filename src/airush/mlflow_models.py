@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from airush.abuse.models.lgbm import LightGBMDetector
 from airush.pyfunc_loader import ACCOUNT_COLUMN, MODEL_INFO, SERVING, AbuseScores, MusicRecommendations
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def _save(cfg, model, splits, model_dir: Path, out_dir: Path) -> None:
         log.info(
             "%s takes no feature table: logged as its own files, not an MLflow Model", type(model).__name__
         )
-    elif type(model).__name__ == "LightGBMDetector":
+    elif isinstance(model, LightGBMDetector):
         _save_lightgbm(model, splits, model_dir, out_dir)
     else:
         _save_abuse_pyfunc(model, splits, model_dir, out_dir)
