@@ -1,8 +1,42 @@
-"""`gpus` -> the devices a run may use, decided here and nowhere else."""
+"""`gpus` and `trainer.*` -> the devices a run may use, decided here and nowhere else.
+
+`gpus` is the shorthand users sweep; `trainer` (conf/config.yaml) says how a torch model trains:
+accelerator auto|cpu|cuda, devices (ranks; > 1 = DDP, nccl on CUDA, gloo on CPU) and precision
+auto|fp32|bf16|fp16 (auto = bf16 autocast on CUDA, fp16 + gradient scaling where bf16 is missing, fp32 on CPU).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from airush.errors import ConfigError
+
+ACCELERATORS = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_AMP_DTYPE = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """Where a model trains: `world_size` ranks on `accelerator`, autocast to `amp_dtype` (None = fp32)."""
+
+    accelerator: str = "cpu"  # "cpu" | "cuda"
+    world_size: int = 1
+    backend: str | None = None  # torch.distributed backend when world_size > 1: "gloo" | "nccl"
+    amp_dtype: str | None = None  # "bfloat16" | "float16" | None
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def grad_scaling(self) -> bool:
+        """fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none."""
+        return self.amp_dtype == "float16"
+
+    def device(self, rank: int = 0) -> str:
+        return f"cuda:{rank}" if self.accelerator == "cuda" else "cpu"
 
 
 def cuda_device_count() -> int:
@@ -22,3 +56,56 @@ def check_gpus(gpus: int, model_name: str, supports_gpu: bool) -> None:
     available = cuda_device_count()
     if gpus > available:
         raise ConfigError(f"gpus={gpus} requested but this machine has {available} CUDA device(s)")
+
+
+def device_plan(cfg: Any, model_name: str, model: Any) -> DevicePlan:
+    """The plan for `model` (class or instance; reads `supports_gpu` / `supports_distributed`) under
+    `cfg.gpus` and `cfg.trainer`; every impossible request is one ConfigError, raised before any work."""
+    gpus = cfg.get("gpus", 0)
+    supports_gpu = bool(getattr(model, "supports_gpu", False))
+    check_gpus(gpus, model_name, supports_gpu)
+    trainer = cfg.get("trainer") or {}
+    accelerator = str(trainer.get("accelerator", "auto"))
+    if accelerator not in ACCELERATORS:
+        raise ConfigError(
+            f"trainer.accelerator '{accelerator}' unknown; choose from: {', '.join(ACCELERATORS)}"
+        )
+    if accelerator == "auto":
+        accelerator = "cuda" if gpus > 0 else "cpu"
+    if accelerator == "cpu" and gpus > 0:
+        raise ConfigError(f"gpus={gpus} asks for CUDA but trainer.accelerator=cpu; use gpus=0")
+
+    devices = trainer.get("devices")
+    if devices is None:
+        devices = gpus if accelerator == "cuda" and gpus > 0 else 1
+    if not isinstance(devices, int) or isinstance(devices, bool) or devices < 1:
+        raise ConfigError(f"trainer.devices must be a whole number >= 1 (or null), got {devices!r}")
+    if accelerator == "cuda":
+        if gpus > 0 and devices != gpus:
+            raise ConfigError(f"gpus={gpus} and trainer.devices={devices} disagree; set one of them")
+        if not supports_gpu:
+            raise ConfigError(f"model '{model_name}' runs on CPU only; use trainer.accelerator=cpu")
+        available = cuda_device_count()
+        if devices > available:
+            raise ConfigError(
+                f"trainer.accelerator=cuda with {devices} device(s) requested but this machine has "
+                f"{available} CUDA device(s)"
+            )
+    if devices > 1 and not getattr(model, "supports_distributed", False):
+        raise ConfigError(f"model '{model_name}' trains in one process; trainer.devices must be 1 (or null)")
+
+    precision = str(trainer.get("precision", "auto"))
+    if precision not in PRECISIONS:
+        raise ConfigError(f"trainer.precision '{precision}' unknown; choose from: {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        precision = ("bf16" if _cuda_bf16() else "fp16") if accelerator == "cuda" else "fp32"
+    if precision == "fp16" and accelerator == "cpu":
+        raise ConfigError("trainer.precision=fp16 needs CUDA; on CPU use fp32 or bf16")
+    backend = ("nccl" if accelerator == "cuda" else "gloo") if devices > 1 else None
+    return DevicePlan(accelerator, devices, backend, _AMP_DTYPE[precision])
+
+
+def _cuda_bf16() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
