@@ -5,7 +5,9 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from conftest import SMALL, run_airush
+from conftest import REPO, SMALL, run_airush
+
+MODEL_CONFS = list((REPO / "conf" / "model").glob("*.yaml"))  # every model config the CLI offers
 
 
 @pytest.mark.slow
@@ -80,9 +82,13 @@ def test_same_command_twice_gives_identical_metrics(tmp_path, tracking_uri):
     [
         (
             ["task=music", "model=lgbm"],
-            "model 'lgbm' is for task abuse, not music; music model choices: als, bpr, ease, itemknn, pop",
+            "model 'lgbm' is for task abuse, not music; music model choices: "
+            + ", ".join(sorted(p.stem for p in MODEL_CONFS if "airush.music." in p.read_text())),
         ),
-        (["model=nope"], "unknown model 'nope'; choose from: als, bpr, ease, itemknn, lgbm, pop"),
+        (
+            ["model=nope"],
+            "unknown model 'nope'; choose from: " + ", ".join(sorted(p.stem for p in MODEL_CONFS)),
+        ),
         (["task=nope"], "unknown task 'nope'; choose from: abuse, music"),
         (["features=binary"], "features 'binary' is for task music, not abuse"),
         (["-m", "task=music", "model=pop,lgbm"], "model 'lgbm' is for task abuse, not music"),
