@@ -222,6 +222,7 @@ def test_account_verifier_model_scores_actions_of_claimed_accounts(compose_cfg, 
 
 @pytest.mark.slow
 def test_register_a_sweeps_best_child(compose_cfg, tracking_uri, tmp_path, monkeypatch):
+    from airush.registry import main as registry_main
     from airush.registry import register
 
     args = ["-m", "task=music", "model=pop,als", *SMALL["music"]]
@@ -271,6 +272,10 @@ def test_register_a_sweeps_best_child(compose_cfg, tracking_uri, tmp_path, monke
     client.set_terminated(bare.info.run_id, "FINISHED")
     with pytest.raises(UserError, match=f"run {bare.info.run_id} has no MLflow Model"):
         register(tracking_uri, bare.info.run_id, "music-best")
+    with pytest.raises(UserError, match="the following arguments are required: --name"):
+        registry_main([parent.info.run_id])
+    with pytest.raises(UserError, match="no MLflow store at"):
+        register(f"sqlite:///{tmp_path / 'missing.db'}", parent.info.run_id, "music-best")
     result = run_airush(["register", "nope", "--name", "x"], tmp_path, tracking_uri)
     assert (
         result.returncode == 2 and result.stderr.strip() == f"airush: error: no run 'nope' in {tracking_uri}"

@@ -8,16 +8,13 @@ version is tagged with the metric, its value, the run and the git commit it was 
 
 from __future__ import annotations
 
-import argparse
-import os
-from pathlib import Path
-
 from airush.errors import UserError
-from airush.tracking import check_tracking_uri, redact_uri, sqlite_path
+from airush.store import OneLineParser, default_tracking_uri, open_store
+from airush.tracking import redact_uri
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="airush register",
         description="Register a run's model (or a sweep's best child's) in the MLflow Model Registry.",
     )
@@ -40,19 +37,11 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def default_tracking_uri() -> str:
-    """Where `airush` records by default when run from this directory (conf/config.yaml: mlflow.tracking_uri)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'outputs' / 'mlflow.db'}"
-
-
 def register(uri: str, run_id: str, name: str):
     """Create a version of registered model `name` from the run (or the sweep's best child); returns it."""
     from mlflow.exceptions import MlflowException
 
-    check_tracking_uri(uri)
-    path = sqlite_path(uri) if uri.startswith("sqlite:") else None
-    if path is not None and not path.exists():
-        raise UserError(f"no MLflow store at {path}; run airush first or pass --tracking-uri")
+    open_store(uri)  # an existing store, or one line
     client = _client(uri)
     run = _get_run(client, run_id, uri)
     parent = None
