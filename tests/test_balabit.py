@@ -64,8 +64,8 @@ def test_account_verification_on_a_few_accounts_through_the_cli(tmp_path, tracki
     (found,) = client.search_runs([client.get_experiment_by_name("abuse").experiment_id])
     assert found.data.metrics["roc_auc"] > 0.75
     assert {"eer", "recall_at_1pct_fpr", "recall_intruder"} <= set(found.data.metrics)
-    models = {a.path for a in client.list_artifacts(found.info.run_id, "model")}
-    assert {"model/user7", "model/user9", "model/user12", "model/accounts.json"} <= models
+    models = {a.path for a in client.list_artifacts(found.info.run_id, "model/data/model")}
+    assert {f"model/data/model/{name}" for name in ("user7", "user9", "user12", "accounts.json")} <= models
 
 
 def test_account_scope_needs_data_with_its_own_parts(compose_cfg):

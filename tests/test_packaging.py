@@ -17,6 +17,9 @@ def test_every_package_is_listed_in_pyproject():
     found = {
         ".".join(init.parent.relative_to(REPO / "src").parts) for init in (REPO / "src").rglob("__init__.py")
     } | {"airush.conf"}
+    # namespace parents (hydra_plugins) have no __init__.py but must be listed, or an editable install hides
+    # our sweeper from Hydra's plugin scan
+    found |= {name.rsplit(".", 1)[0] for name in found if name.startswith("hydra_plugins.")}
     assert found == listed
 
 

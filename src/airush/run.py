@@ -15,6 +15,7 @@ import airush
 from airush import console, tracking
 from airush.choices import TASK_BOUND_GROUPS, check_fits_task, option_config, options_for_task, target_task
 from airush.errors import ConfigError
+from airush.mlflow_models import save_mlflow_model
 from airush.tasks import load_task
 
 
@@ -78,9 +79,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
             task.fit(model, splits, cfg, stages)
             metrics = task.evaluate(model, splits, cfg, stages, run_dir / "evaluation")
         model.save(run_dir / "model")
+        # what `mlflow.pyfunc.load_model(f"runs:/{id}/model")` serves, with our own files inside
+        mlflow_model = save_mlflow_model(cfg, model, splits, run_dir / "model", run_dir / "mlflow_model")
         tracked.log_curves(getattr(model, "history_", {}))
         tracked.log_metrics(metrics)
-        tracked.log_artifacts(run_dir / "model", "model")
+        tracked.log_artifacts(mlflow_model, "model")
         tracked.log_artifacts(run_dir / "evaluation", "evaluation")
         tracked.log_artifacts(run_dir / ".hydra", "hydra")
         tracked.client.log_artifact(tracked.run_id, str(run_dir / "config_resolved.yaml"), "hydra")
