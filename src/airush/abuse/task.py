@@ -3,6 +3,10 @@
 task.scope=session (default): one model scores every session (bot or human?), user-disjoint split.
 task.scope=account: per-account verification (is this the account's owner?), for data that fixes its own
 train/test parts such as Balabit: sessions are cut into mouse actions, one model per account.
+
+What a model reads is its class attribute `inputs`: "features" (default; one row of session statistics per
+session, a DataFrame) or "sequences" (`airush.abuse.sequences.SessionSequences`, raw per-event inputs), so
+only what the chosen model needs is built. `features=keyboard|mouse` selects the events either one sees.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from airush.abuse.metrics import (
     recall_by_kind,
 )
 from airush.abuse.plots import save_evaluation_plots
+from airush.abuse.sequences import SessionSequences, session_sequences
 from airush.abuse.split import user_disjoint_split
 from airush.abuse.verification import AccountVerifier, action_table
 from airush.console import Stages
@@ -32,12 +37,15 @@ from airush.errors import ConfigError
 from airush.fingerprint import frames_fingerprint
 
 SCOPES = ("session", "account")
+INPUTS = ("features", "sequences")
 
 
 @dataclass
 class PreparedSessions:
     log: EventLog
-    features: pd.DataFrame  # one row per unit: a session (scope=session) or a mouse action (scope=account)
+    # one row per unit: a session (scope=session) or a mouse action (scope=account); or, for models whose
+    # inputs are "sequences", one event sequence per session
+    features: pd.DataFrame | SessionSequences
     unit_session: np.ndarray  # the session each feature row belongs to
     fingerprint: str
     stats: dict[str, Any]
@@ -45,7 +53,7 @@ class PreparedSessions:
 
 @dataclass
 class SessionSplits:
-    X: dict[str, pd.DataFrame]
+    X: dict[str, pd.DataFrame | SessionSequences]
     y: dict[str, np.ndarray]
     kind: dict[str, np.ndarray]
     session_id: dict[str, np.ndarray]
@@ -59,8 +67,25 @@ def scope(cfg: DictConfig) -> str:
     return value
 
 
+def model_inputs(cfg: DictConfig) -> str:
+    """What the configured model reads: its class attribute `inputs` (default "features")."""
+    from hydra.utils import get_class
+
+    value = str(getattr(get_class(cfg.model._target_), "inputs", "features"))
+    if value not in INPUTS:
+        raise ConfigError(f"model {cfg.model._target_} asks for inputs '{value}'; abuse provides {INPUTS}")
+    if value == "sequences" and scope(cfg) == "account":
+        raise ConfigError(
+            "task.scope=account cuts sessions into mouse actions for feature models; use model=lgbm"
+        )
+    return value
+
+
 def prepare(cfg: DictConfig, stages: Stages) -> PreparedSessions:
+    inputs = model_inputs(cfg)  # refuse a mismatch before loading anything
     log: EventLog = instantiate(cfg.data).load(seed=int(cfg.seed), stages=stages)
+    if inputs == "sequences":
+        return _prepare_sequences(cfg, log, stages)
     extractor = instantiate(cfg.features)
     if scope(cfg) == "account":
         events, unit_session = action_table(
@@ -83,6 +108,28 @@ def prepare(cfg: DictConfig, stages: Stages) -> PreparedSessions:
     return PreparedSessions(log, features, unit_session, frames_fingerprint(log.events, log.sessions), stats)
 
 
+def _prepare_sequences(cfg: DictConfig, log: EventLog, stages: Stages) -> PreparedSessions:
+    session_ids = log.sessions["session_id"].to_numpy()
+    bar = stages.stage("sequences", total=1)
+    sequences = session_sequences(
+        log.events,
+        session_ids,
+        keyboard=bool(cfg.features.get("keyboard", True)),
+        mouse=bool(cfg.features.get("mouse", True)),
+    )
+    bar.advance()
+    stats = {
+        "events": log.n_events,
+        "sessions": len(log.sessions),
+        "users": int(log.sessions["user_id"].nunique()),
+        "positives": int(log.sessions["label"].sum()),
+        "sequence_events": len(sequences.values),
+        "sequence_channels": len(sequences.channels),
+    }
+    fingerprint = frames_fingerprint(log.events, log.sessions)
+    return PreparedSessions(log, sequences, session_ids, fingerprint, stats)
+
+
 def model_for(cfg: DictConfig, model):
     """The model `fit` trains: the configured one, or one copy per account for scope=account."""
     if scope(cfg) == "account":
@@ -96,11 +143,15 @@ def split(prepared: PreparedSessions, cfg: DictConfig) -> SessionSplits:
         return _account_split(prepared)
     parts = user_disjoint_split(sessions, dict(cfg.task.split.ratios), seed=int(cfg.seed))
     return SessionSplits(
-        X={k: prepared.features.iloc[rows] for k, rows in parts.items()},
+        X={k: _rows(prepared.features, rows) for k, rows in parts.items()},
         y={k: sessions["label"].to_numpy()[rows] for k, rows in parts.items()},
         kind={k: sessions["kind"].to_numpy()[rows] for k, rows in parts.items()},
         session_id={k: sessions["session_id"].to_numpy()[rows] for k, rows in parts.items()},
     )
+
+
+def _rows(inputs: pd.DataFrame | SessionSequences, rows: np.ndarray) -> pd.DataFrame | SessionSequences:
+    return inputs.take(rows) if isinstance(inputs, SessionSequences) else inputs.iloc[rows]
 
 
 def _account_split(prepared: PreparedSessions) -> SessionSplits:
@@ -127,8 +178,15 @@ def fit(model, splits: SessionSplits, cfg: DictConfig, stages: Stages) -> None:
         bar = stages.stage("train accounts", total=len(np.unique(splits.account["train"])))
         model.fit(splits.X["train"], splits.account["train"], bar=bar)
         return
-    bar = stages.stage("train", total=int(getattr(model, "num_boost_round", 1)))
-    model.fit(splits.X["train"], splits.y["train"], splits.X["valid"], splits.y["valid"], bar=bar)
+    rounds = getattr(model, "num_boost_round", getattr(model, "max_epochs", 1))
+    bar = stages.stage("train", total=int(rounds))
+    extra = {}
+    if getattr(model, "supports_distributed", False) or getattr(model, "supports_gpu", False):
+        from airush.devices import device_plan
+        from airush.run import choice_name
+
+        extra["devices"] = device_plan(cfg, choice_name(cfg, "model"), model)
+    model.fit(splits.X["train"], splits.y["train"], splits.X["valid"], splits.y["valid"], bar=bar, **extra)
     bar.done()
 
 
