@@ -90,11 +90,20 @@ def model_for(cfg: DictConfig, model):
 
 
 def fit(model, splits: PlaySplits, cfg: DictConfig, stages: Stages) -> None:
-    bar = stages.stage("train", total=int(getattr(model, "iterations", 1)))
+    """Opt-in extras: item metadata (`uses_metadata`), the valid split for early stopping (`uses_valid`)
+    and the device plan of `gpus` / `trainer.*` (torch models: `supports_gpu`)."""
+    bar = stages.stage("train", total=int(getattr(model, "iterations", getattr(model, "max_epochs", 1))))
+    extra = {}
     if getattr(model, "uses_metadata", False):
-        model.fit(splits.train, bar=bar, item_features=splits.item_features)
-    else:
-        model.fit(splits.train, bar=bar)
+        extra["item_features"] = splits.item_features
+    if getattr(model, "uses_valid", False):
+        extra["valid"] = splits.valid
+    if getattr(model, "supports_gpu", False):
+        from airush.devices import device_plan
+        from airush.run import choice_name
+
+        extra["devices"] = device_plan(cfg, choice_name(cfg, "model"), model)
+    model.fit(splits.train, bar=bar, **extra)
     bar.done()
 
 
