@@ -1,6 +1,6 @@
 """Our full-ranking evaluator vs `implicit.evaluation.ranking_metrics_at_k` on the same ALS model and split.
 
-    python scripts/bench_eval.py [--sizes 2000x4000 10000x10000 20000x20000] [--repeats 5]
+    python scripts/bench_eval.py [--sizes 2000x4000 10000x10000 20000x20000] [--repeats 5] [--selection]
 
 What each side computes. implicit 0.7 (evaluation.pyx) takes the users with a test item in batches of 1000,
 calls model.recommend(batch, train[batch], N=K) (per 100 users: one gemm, the user's train items set to
@@ -16,6 +16,10 @@ airush calls it (default BLAS threads). The two alternate run by run; times are 
 wall clock and of process CPU time (all threads), ratio = ours / implicit (goal: wall ratio <= 1.0). The
 machine may be shared: the CPU ratio is the steadier number. "peak MB" is our evaluator's peak of traced
 allocations (tracemalloc, numpy included) in one extra, untimed run.
+
+--selection adds a table for the top-K step alone, on 16 MB blocks of random scores with 30 masked items
+per row: CPU ns per score of `top_k_items` against np.argpartition of every row plus a sort of its top K
+(the core of the previous evaluator, before its exact tie fix-ups).
 """
 
 from __future__ import annotations
@@ -51,10 +55,42 @@ def timed(run) -> tuple[dict, float, float]:
     return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
+def row_argpartition(scores: np.ndarray, k: int, exclude: sp.csr_matrix) -> np.ndarray:
+    """Top-k ids per row by np.argpartition of the whole row, then a sort of the k (ties unordered)."""
+    neg = -scores
+    neg[np.repeat(np.arange(len(scores)), np.diff(exclude.indptr)), exclude.indices] = np.inf
+    part = np.argpartition(neg, k, axis=1)[:, :k]
+    return np.take_along_axis(part, np.argsort(np.take_along_axis(neg, part, 1), 1), 1)
+
+
+def selection_table(repeats: int) -> None:
+    from functools import partial
+
+    from airush.music.ranking import top_k_items
+
+    print(f"{'items':>7} {'K':>3} {'ours ns/score':>13} {'argpartition ns/score':>21} {'ratio':>6}")
+    rng = np.random.default_rng(0)
+    for n_items in (4_000, 20_000, 100_000):
+        n_users = (1 << 22) // n_items
+        user_f = rng.standard_normal((n_users, 64), dtype=np.float32)
+        scores = user_f @ rng.standard_normal((n_items, 64), dtype=np.float32).T
+        exclude = sp.random(n_users, n_items, density=30 / n_items, format="csr", random_state=0)
+        for k in (10, 50):
+            cpu = {}
+            for name, run in (("ours", top_k_items), ("argpartition", row_argpartition)):
+                runs = [timed(partial(run, scores, k, exclude))[2] for _ in range(repeats)]
+                cpu[name] = statistics.median(runs) / scores.size * 1e9
+            print(
+                f"{n_items:>7} {k:>3} {cpu['ours']:>13.2f} {cpu['argpartition']:>21.2f} "
+                f"{cpu['ours'] / cpu['argpartition']:>6.2f}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=["2000x4000", "10000x10000", "20000x20000"])
+    parser.add_argument("--sizes", nargs="*", default=["2000x4000", "10000x10000", "20000x20000"])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--selection", action="store_true", help="also time the top-K step alone")
     args = parser.parse_args()
 
     from implicit.cpu.als import AlternatingLeastSquares
@@ -105,6 +141,8 @@ def main() -> None:
             f"{mine['ndcg_at_10']:>8.5f} {mine['map_at_10']:>8.5f} {diff:>8.1e} {peak:>7.0f}",
             flush=True,
         )
+    if args.selection:
+        selection_table(args.repeats)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ CHUNK_ELEMENTS scores, small enough to stay in cache across the passes over them
   items). One vectorised pass takes every group's maximum (excluded items left out), and t is the K-th
   largest maximum over ~4K unions of groups: K unions reach t, so at least K items do. Every item scoring
   >= t sits in a group whose maximum is >= t, so ranking the keys of those few groups' items that reach t
-  gives exactly the top K, ties included, without sorting or partitioning the row (4-13x less CPU than
-  argpartition of the row, scripts/bench_eval.py). Rows where t is -inf (NaN and -inf items would tie)
+  gives exactly the top K, ties included, without sorting or partitioning the row (3-13x less CPU than
+  argpartition of each row: scripts/bench_eval.py --selection). Rows where t is -inf (NaN, -inf tie)
   or too many items tie at t go to the exact path;
 - argpartition of the whole row (small catalogues, where groups would not pay); a row whose K-th place
   ties with the (K+1)-th, or is not finite (NaN, ±inf, excluded), goes to the exact path;
