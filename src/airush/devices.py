@@ -25,6 +25,7 @@ class DevicePlan:
     world_size: int = 1
     backend: str | None = None  # torch.distributed backend when world_size > 1: "gloo" | "nccl"
     amp_dtype: str | None = None  # "bfloat16" | "float16" | None
+    device_ids: tuple[int, ...] = ()  # CUDA device of each rank; () = rank r on cuda:r
 
     @property
     def distributed(self) -> bool:
@@ -36,7 +37,10 @@ class DevicePlan:
         return self.amp_dtype == "float16"
 
     def device(self, rank: int = 0) -> str:
-        return f"cuda:{rank}" if self.accelerator == "cuda" else "cpu"
+        return f"cuda:{self.cuda_index(rank)}" if self.accelerator == "cuda" else "cpu"
+
+    def cuda_index(self, rank: int = 0) -> int:
+        return self.device_ids[rank] if self.device_ids else rank
 
 
 def cuda_device_count() -> int:
@@ -102,7 +106,31 @@ def device_plan(cfg: Any, model_name: str, model: Any) -> DevicePlan:
     if precision == "fp16" and accelerator == "cpu":
         raise ConfigError("trainer.precision=fp16 needs CUDA; on CPU use fp32 or bf16")
     backend = ("nccl" if accelerator == "cuda" else "gloo") if devices > 1 else None
-    return DevicePlan(accelerator, devices, backend, _AMP_DTYPE[precision])
+    device_ids = ()
+    if accelerator == "cuda":
+        device_ids = round_robin_devices(sweep_job_number(), devices, cuda_device_count())
+    return DevicePlan(accelerator, devices, backend, _AMP_DTYPE[precision], device_ids)
+
+
+def round_robin_devices(job_number: int, per_job: int, available: int) -> tuple[int, ...]:
+    """The CUDA devices of sweep job `job_number` when each job takes `per_job` of `available` devices: jobs
+    deal themselves consecutive devices round-robin (as NSML's `-g` did), so parallel jobs of a sweep
+    (hydra/launcher=joblib, several on one machine) land on different GPUs; a single run starts at device 0.
+    Explicit indices, not CUDA_VISIBLE_DEVICES: a reused worker process may have initialised CUDA already."""
+    if per_job > available:
+        raise ConfigError(f"{per_job} CUDA device(s) per job requested but this machine has {available}")
+    start = (job_number * per_job) % available
+    return tuple((start + i) % available for i in range(per_job))
+
+
+def sweep_job_number() -> int:
+    """This job's number in a -m sweep (0 outside one)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return 0
+    return int(HydraConfig.get().job.num)
 
 
 def _cuda_bf16() -> bool:

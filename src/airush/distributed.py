@@ -180,7 +180,7 @@ def _rank_main(
 
     ctx = RankContext(rank, plan.world_size, plan, workdir, seed)
     if plan.accelerator == "cuda":
-        torch.cuda.set_device(rank)
+        torch.cuda.set_device(plan.cuda_index(rank))
     try:
         dist.init_process_group(
             plan.backend,

@@ -57,7 +57,8 @@ def save_evaluation_plots(
         top = importance.head(25)[::-1]
         fig, ax = plt.subplots(figsize=(6, 0.25 * len(top) + 1))
         ax.barh(top.index, top.to_numpy())
-        ax.set(xlabel="total gain", title="feature importance (top 25)")
+        xlabel = "total gain" if importance.name == "gain" else str(importance.name)
+        ax.set(xlabel=xlabel, title="feature importance (top 25)")
         written.append(_save(fig, out_dir / "feature_importance.png"))
     return written
 

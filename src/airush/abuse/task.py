@@ -194,17 +194,21 @@ def evaluate(
     model, splits: SessionSplits, cfg: DictConfig, stages: Stages, out_dir: Path
 ) -> dict[str, float]:
     """Test ROC-AUC, PR-AUC, EER, recall at 1% FPR, F1 (threshold chosen on valid, or 0.5 per account),
-    recall per positive kind; test predictions as Parquet."""
+    recall per positive kind, and valid ROC-AUC / PR-AUC for model selection (what tuning optimises, so it
+    never sees test); test predictions as Parquet."""
     if isinstance(model, AccountVerifier):
         by_session = model.score_sessions(splits.X["test"], splits.account["test"], splits.session_id["test"])
         scores, threshold = by_session.to_numpy(), 0.5
         session_ids = by_session.index.to_numpy()
+        valid_metrics = {}
     else:
-        threshold = best_f1_threshold(splits.y["valid"], model.predict_proba(splits.X["valid"]))
+        valid_scores = model.predict_proba(splits.X["valid"])
+        threshold = best_f1_threshold(splits.y["valid"], valid_scores)
+        valid_metrics = valid_ranking_metrics(splits.y["valid"], valid_scores)
         scores = model.predict_proba(splits.X["test"])
         session_ids = splits.session_id["test"]
     y, kind = splits.y["test"], splits.kind["test"]
-    metrics = detection_metrics(y, scores, threshold)
+    metrics = detection_metrics(y, scores, threshold) | valid_metrics
     if 0 < y.sum() < len(y):
         metrics |= {"eer": equal_error_rate(y, scores), "recall_at_1pct_fpr": recall_at_fpr(y, scores, 0.01)}
     metrics |= recall_by_kind(kind, y, (scores >= threshold).astype(int))
@@ -217,3 +221,15 @@ def evaluate(
         importance.to_frame().to_csv(out_dir / "feature_importance.csv")
     save_evaluation_plots(y, scores, threshold, importance, out_dir)
     return metrics
+
+
+def valid_ranking_metrics(y_valid: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """ROC-AUC and PR-AUC on valid; none when valid holds a single class (nothing to rank)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    if not 0 < int(np.sum(y_valid)) < len(y_valid):
+        return {}
+    return {
+        "valid_roc_auc": float(roc_auc_score(y_valid, scores)),
+        "valid_pr_auc": float(average_precision_score(y_valid, scores)),
+    }

@@ -1,0 +1,57 @@
+"""GPU assignment for parallel sweep jobs (NSML's `-g`), checked without GPUs: the logic is pure."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from airush import devices
+from airush.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("per_job", "available", "expected"),
+    [
+        (1, 4, [(0,), (1,), (2,), (3,), (0,), (1,)]),
+        (2, 4, [(0, 1), (2, 3), (0, 1), (2, 3), (0, 1), (2, 3)]),
+        (3, 4, [(0, 1, 2), (3, 0, 1), (2, 3, 0), (1, 2, 3), (0, 1, 2), (3, 0, 1)]),
+        (1, 1, [(0,)] * 6),
+    ],
+)
+def test_jobs_deal_themselves_devices_round_robin(per_job, available, expected):
+    assert [devices.round_robin_devices(job, per_job, available) for job in range(6)] == expected
+
+
+def test_parallel_jobs_use_every_device_evenly():
+    used = [d for job in range(8) for d in devices.round_robin_devices(job, 1, 4)]
+    assert sorted(used) == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+def test_more_devices_per_job_than_exist_is_refused():
+    with pytest.raises(ConfigError, match="this machine has 2"):
+        devices.round_robin_devices(0, 3, 2)
+
+
+class _GpuModel:
+    supports_gpu = True
+    supports_distributed = True
+
+
+@pytest.mark.parametrize(("job", "gpus", "ids"), [(0, 1, (0,)), (5, 1, (1,)), (1, 2, (2, 3)), (3, 2, (2, 3))])
+def test_device_plan_places_sweep_job_ranks_on_its_devices(job, gpus, ids, monkeypatch):
+    monkeypatch.setattr(devices, "cuda_device_count", lambda: 4)  # a 4-GPU machine, as far as planning goes
+    monkeypatch.setattr(devices, "_cuda_bf16", lambda: True)
+    monkeypatch.setattr(devices, "sweep_job_number", lambda: job)
+    cfg = OmegaConf.create(
+        {"gpus": gpus, "trainer": {"accelerator": "auto", "devices": None, "precision": "auto"}}
+    )
+    plan = devices.device_plan(cfg, "twotower", _GpuModel)
+    assert plan.device_ids == ids
+    assert [plan.device(rank) for rank in range(gpus)] == [f"cuda:{i}" for i in ids]
+    assert plan.backend == ("nccl" if gpus > 1 else None)
+
+
+def test_cpu_plans_have_no_device_ids():
+    cfg = OmegaConf.create({"gpus": 0, "trainer": {"accelerator": "cpu", "devices": 2, "precision": "auto"}})
+    plan = devices.device_plan(cfg, "seq", _GpuModel)
+    assert plan.device_ids == () and plan.device(1) == "cpu" and plan.backend == "gloo"
