@@ -386,24 +386,6 @@ def test_full_ranking_metrics_independent_of_batch_size():
             assert other[name] == pytest.approx(value, rel=1e-12, abs=1e-15), name
 
 
-def test_full_ranking_metrics_add_up_any_number_of_blocks(monkeypatch):
-    import airush.music.metrics as metrics
-
-    scores, masked, truth = make_case(13, "integer")
-    n_items = scores.shape[1]
-    pop = np.random.default_rng(13).random(n_items)
-    args = (lambda users: scores[users], to_csr(masked, n_items), to_csr(truth, n_items), [3, 10])
-    whole = full_ranking_metrics(*args, item_popularity=pop)
-    monkeypatch.setattr(metrics, "METRICS_USERS", 5)  # metrics added up over 2-3 blocks of 2 users at a time
-    parts = full_ranking_metrics(*args, item_popularity=pop, batch_users=2)
-    assert parts.keys() == whole.keys()
-    for name, value in whole.items():
-        assert parts[name] == pytest.approx(value, rel=1e-12, abs=1e-15), name
-    expected, _ = ref_mean_metrics(scores, masked, truth, [3, 10])
-    for name, value in expected.items():
-        assert parts[name] == pytest.approx(value, abs=1e-9), name
-
-
 def test_mean_popularity_is_the_average_popularity_of_recommended_items():
     scores, masked, truth = make_case(9, "integer", n_users=30, n_items=90)
     pop = np.random.default_rng(9).random(90)

@@ -25,7 +25,6 @@ import scipy.sparse as sp
 from airush.music.ranking import membership, top_k_blocks
 
 METRICS = ("ndcg", "recall", "precision", "hit", "mrr", "map")
-METRICS_USERS = 4096  # top-K lists added up together: scoring blocks at 100k items hold ~40 users
 
 
 def ranking_metrics_from_hits(
@@ -74,9 +73,7 @@ def full_ranking_metrics(
     recommended = {k: np.zeros(n_items, dtype=bool) for k in ks}
     pop_sum = dict.fromkeys(ks, 0.0)
     listed_count = dict.fromkeys(ks, 0)
-
-    def add_up(blocks: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        batch, top = (np.concatenate(parts) for parts in zip(*blocks, strict=True))
+    for batch, top in top_k_blocks(score, users, n_items, kmax, masked, batch_users):
         hits = membership(top, truth[batch])
         for name, values in ranking_metrics_from_hits(hits, n_relevant_all[batch], ks).items():
             totals[name] += float(values.sum())
@@ -86,17 +83,8 @@ def full_ranking_metrics(
             listed_count[k] += len(listed)
             if item_popularity is not None:
                 pop_sum[k] += float(item_popularity[listed].sum())
-
-    ranked: list[tuple[np.ndarray, np.ndarray]] = []  # blocks not added up yet: a few thousand users
-    for batch, top in top_k_blocks(score, users, n_items, kmax, masked, batch_users):
-        ranked.append((batch, top))
-        if sum(len(b) for b, _ in ranked) >= METRICS_USERS:
-            add_up(ranked)
-            ranked = []
         if bar is not None:
             bar.advance(len(batch))
-    if ranked:
-        add_up(ranked)
     n = max(len(users), 1)
     out = {name: total / n for name, total in totals.items()}
     for k in ks:
