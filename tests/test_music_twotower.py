@@ -137,6 +137,19 @@ def test_cold_items_are_scored_from_metadata_and_the_users_artist_ranks_first():
     assert (np.where(own, scores, np.inf).min(axis=1) > np.where(own, -np.inf, scores).max(axis=1)).all()
 
 
+def test_without_metadata_it_is_an_id_model_and_cold_items_tie():
+    """No tokens at all (e.g. data=plays without an items file): still trains; cold items have nothing to
+    tell them apart, so they share one score per user."""
+    train = artist_catalogue()[0]
+    cold = np.flatnonzero(np.asarray(train.sum(axis=0)).ravel() == 0)
+    empty = sp.csr_matrix((train.shape[1], 0), dtype=np.float32)
+    model = TwoTowerRecommender(**FAST, max_epochs=3, seed=0).fit(train, item_features=empty)
+    scores = model.score(np.arange(train.shape[0]))
+    assert np.isfinite(scores).all()
+    assert np.ptp(scores[:, cold], axis=1).max() == 0
+    assert scores.std(axis=1).min() > 0
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [

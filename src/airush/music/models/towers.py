@@ -101,26 +101,30 @@ def two_towers(n_items: int, n_tokens: int, settings: Settings):
                 nn.Linear(settings.dim, settings.hidden), nn.ReLU(), nn.Linear(settings.hidden, settings.dim)
             )
 
-        def forward(self, needed, token_bag, history_bag, history_total, positive, keep):
+        def forward(
+            self, needed, token_bag, id_history, id_total, metadata_history, metadata_total, positive, keep
+        ):
             """Unit user and item vectors (B, dim) of a batch of (user, played item) pairs (`batch_inputs`):
-            `needed` the items the batch touches, `token_bag` their metadata, `history_bag` the users'
-            histories and `positive` the pairs' items as positions in `needed`; `keep` the id dropout."""
+            `needed` the items the batch touches, `token_bag` their metadata, the users' histories as bags
+            of positions in `needed` (ids and metadata weighted apart), `positive` the pairs' items as
+            positions in `needed`, `keep` the item-id dropout mask."""
             ids = self.item_id(needed)
             metadata = bag_sum(self.token.weight, token_bag)
-            user = self.user_vectors(ids + metadata, history_bag, history_total)
+            user = self.user_vectors(ids, id_history, id_total, metadata, metadata_history, metadata_total)
             return user, self.item_vectors(ids[positive] * keep.unsqueeze(1) + metadata[positive])
 
         def item_inputs(self, token_bag, keep):
-            """x_i for every item (n_items, dim), ids where `keep` (n_items, 1); and every x_j with its id."""
+            """Every item's id embedding where `keep` (n_items, 1), its metadata mean, and their sum x_i."""
             ids, metadata = self.item_id.weight, bag_sum(self.token.weight, token_bag)
-            return ids * keep + metadata, ids + metadata
+            return ids, metadata, ids * keep + metadata
 
         def item_vectors(self, x):
             return F.normalize(x + self.item_mlp(x) if self.item_mlp is not None else x, dim=1)
 
-        def user_vectors(self, item_inputs, history_bag, history_total):
-            """z_u (B, dim) from the weighted mean of history items' inputs (rows of `item_inputs`)."""
-            h = mean_of(item_inputs, history_bag, history_total)
+        def user_vectors(self, ids, id_history, id_total, metadata, metadata_history, metadata_total):
+            """z_u (B, dim): h_u = weighted mean of the history's id embeddings (rows of `ids`) + weighted
+            mean of their metadata means (rows of `metadata`)."""
+            h = mean_of(ids, id_history, id_total) + mean_of(metadata, metadata_history, metadata_total)
             return F.normalize(h + self.user_mlp(h) if self.user_mlp is not None else h, dim=1)
 
     return Towers()
@@ -129,7 +133,7 @@ def two_towers(n_items: int, n_tokens: int, settings: Settings):
 def _tensor(array, device: str, dtype=np.float32):
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=dtype)).to(device)
+    return torch.from_numpy(np.require(array, dtype, ["C", "W"])).to(device)  # mmap arrays: a copy
 
 
 def _bag(ids, offsets, weights, device: str) -> tuple:
@@ -138,20 +142,23 @@ def _bag(ids, offsets, weights, device: str) -> tuple:
 
 def batch_inputs(arrays, users, items, settings: Settings, rng, device: str) -> tuple:
     """The network's inputs for (user, played item) pairs, and the items. Each history leaves out the pair's
-    item (else the user tower finds it there) and, at random, `history_dropout` of the others (a denoising
-    task: predict an item from part of the rest); the item's id is dropped with probability `id_dropout`.
-    Item inputs are built only for the items the batch touches (`needed`)."""
+    item (else the user tower finds it there); its id part also drops `history_dropout` of the others at
+    random (a denoising task: predict an item from part of the rest), its metadata part keeps them; the
+    item's id is dropped with probability `id_dropout`. Only the items the batch touches are embedded."""
     ids, offsets, weights = rows_of(arrays, "train", users)
     bag = np.repeat(np.arange(len(users)), np.diff(np.append(offsets, len(ids))))
-    kept = (ids != items[bag]) & (rng.random(len(ids)) >= settings.history_dropout)
-    weights = np.where(kept, weights, 0).astype(np.float32)
+    others = np.where(ids != items[bag], weights, 0).astype(np.float32)
+    id_weights = np.where(rng.random(len(ids)) >= settings.history_dropout, others, 0).astype(np.float32)
     needed, position = np.unique(np.concatenate([ids, items]), return_inverse=True)
+    history = position[: len(ids)]
     keep = (rng.random(len(users)) >= settings.id_dropout).astype(np.float32)
     inputs = (
         _tensor(needed, device, np.int64),
         _bag(*rows_of(arrays, "tokens", needed), device),
-        _bag(position[: len(ids)], offsets, weights, device),
-        _tensor(np.bincount(bag, weights=weights, minlength=len(users)), device),
+        _bag(history, offsets, id_weights, device),
+        _tensor(np.bincount(bag, weights=id_weights, minlength=len(users)), device),
+        _bag(history, offsets, others, device),
+        _tensor(np.bincount(bag, weights=others, minlength=len(users)), device),
         _tensor(position[len(ids) :], device, np.int64),
         _tensor(keep, device),
     )
@@ -164,7 +171,7 @@ def encode_all(network, arrays, shape: tuple[int, int], device: str) -> tuple[np
     n_users, n_items = shape
     items = np.arange(n_items)
     warm = _tensor(arrays["warm"], device).unsqueeze(1)
-    scored, with_ids = network.item_inputs(_bag(*rows_of(arrays, "tokens", items), device), warm)
+    ids, metadata, scored = network.item_inputs(_bag(*rows_of(arrays, "tokens", items), device), warm)
     item_vectors = network.item_vectors(scored).float().cpu().numpy()
     data = np.asarray(arrays["train_data"], dtype=np.float64)
     cumulative = np.concatenate([[0.0], np.cumsum(data)])
@@ -173,9 +180,8 @@ def encode_all(network, arrays, shape: tuple[int, int], device: str) -> tuple[np
     for lo in range(0, n_users, ENCODE_USERS):
         users = np.arange(lo, min(lo + ENCODE_USERS, n_users))
         total = cumulative[indptr[users + 1]] - cumulative[indptr[users]]
-        z = network.user_vectors(
-            with_ids, _bag(*rows_of(arrays, "train", users), device), _tensor(total, device)
-        )
+        history, total = _bag(*rows_of(arrays, "train", users), device), _tensor(total, device)
+        z = network.user_vectors(ids, history, total, metadata, history, total)
         user_vectors[users] = z.float().cpu().numpy()
     return user_vectors, item_vectors
 

@@ -13,9 +13,10 @@ Training: in-batch sampled softmax. A batch is `batch_size` (user, played item) 
 the positive and the batch's other items the negatives (a repeat of the positive item is left out), logits
 minus log q_j, where q_j is item j's share of training pairs, the chance it lands in a batch (logQ
 correction, Yi et al. 2019): without it the softmax punishes popular items for being sampled often. The
-positive is taken out of its user's history h_u (else the user tower finds it there), and so is a random
-`history_dropout` share of the rest: predicting an item from part of the history is the regulariser that
-mattered (valid NDCG@10 on the default synthetic data 0.071 without it, 0.076 at 0.8). Adam; after each
+positive is taken out of its user's history h_u (else the user tower finds it there), and the id part of
+h_u also loses a random `history_dropout` share of the rest (the metadata part keeps them): predicting an
+item from part of the history is the regulariser that mattered (valid NDCG@10 on the default synthetic
+data 0.071 without it, 0.076 at 0.8; dropping the metadata part too cost cold recall). Adam; after each
 epoch rank 0 computes valid NDCG@10 by full ranking with train masked (the task's `full_ranking_metrics`),
 training stops after `patience` epochs without a better one, and the best epoch's weights are kept. The
 user and item vectors are then computed once; `score` is a matrix product of the stored vectors.
