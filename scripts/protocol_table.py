@@ -72,7 +72,20 @@ def sweep_settings(sweep_dir: Path) -> str:
     keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
     kept = [o for o, k in zip(overrides, keys, strict=True) if k not in COMMON_KEYS]
     kept = [o for o in kept if not o.lstrip("+~").startswith(COMMON_PREFIXES)]
-    return " ".join(o.removeprefix("model.") for o in kept) or "defaults"
+    return " ".join(_short(o.removeprefix("model.")) for o in kept) or "defaults"
+
+
+def _short(override: str) -> str:
+    """key=541.0804729769964 -> key=541.1: four significant digits are enough to read (the script keeps all)."""
+    key, _, value = override.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        return override
+    if value.lstrip("-").isdigit():
+        return override
+    text = f"{number:.4g}"
+    return f"{key}={text if any(c in text for c in '.en') else text + '.0'}"  # a float stays one: 1.0
 
 
 def model_row(client, sweep_dir: Path) -> ModelRow | None:
