@@ -38,7 +38,7 @@ declare -A BEST=(
   [content]="model.popularity_weight=1.0"
   [als]="model.regularization=50.56660603231947 model.alpha=9.291883852297119 model.iterations=25"
   [bpr]="model.learning_rate=0.0008930266104388525 model.regularization=5.714436553507049e-05 model.iterations=800"
-  [twotower]="PENDING"
+  [twotower]="model.temperature=0.13023897636227108 model.history_dropout=0.5695302609938403 model.id_dropout=0.2116444896837016 model.learning_rate=0.0050847693529382865"
   # fit crashes (SIGSEGV in scipy 1.17's linalg.inv on 17,632 items): nothing tuned to pin yet
   [ease]="PENDING"
 )
