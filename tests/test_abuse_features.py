@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from airush.abuse.action_features import ActionFeatures
 from airush.abuse.data.synthetic import SyntheticSessions
 from airush.abuse.features import SessionFeatures
 from airush.abuse.features_reference import reference_features
@@ -50,9 +51,12 @@ def test_chunked_extraction_equals_one_pass(monkeypatch):
     log = SyntheticSessions(n_users=10, sessions_per_user=3, mouse_actions=(2, 5)).load(seed=4)
     ids = log.sessions["session_id"].to_numpy()
     whole = SessionFeatures().transform(log.events, ids)
+    whole_actions = ActionFeatures().transform(log.events, ids)
     monkeypatch.setattr(features, "CHUNK_EVENTS", 500)
     assert SessionFeatures().n_chunks(log.events, ids) > 5
     pd.testing.assert_frame_equal(SessionFeatures().transform(log.events, ids), whole)
+    assert ActionFeatures().n_chunks(log.events, ids) > 5
+    pd.testing.assert_frame_equal(ActionFeatures().transform(log.events, ids), whole_actions)
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "balabit").is_dir(), reason="Balabit data not found")
@@ -136,3 +140,44 @@ def test_feature_set_sizes():
         for kb, mouse in ((True, True), (True, False), (False, True))
     }
     assert sizes == {(True, True): 68, (True, False): 23, (False, True): 47}
+
+
+def test_action_dynamics_by_hand():
+    from airush.abuse.action_features import action_dynamics
+    from airush.abuse.features import event_codes
+    from airush.abuse.mouse_actions import segment_actions
+
+    events = mouse_events(HANDMADE)
+    group = events["session_id"].to_numpy() - 1
+    code, button = event_codes(events["event"]), events["button"].cat.codes.to_numpy()
+    t, x, y = (events[c].to_numpy(np.float64) for c in ("t_ms", "x", "y"))
+    got = pd.DataFrame(action_dynamics(segment_actions(group, code, button, t), code, button, t, x, y))
+    mm, pc, dd, right = got.iloc[0], got.iloc[1], got.iloc[3], got.iloc[5]
+    assert (mm["action_mm"], pc["action_pc"], dd["action_dd"]) == (1.0, 1.0, 1.0)
+    assert (mm["action_dir_cos"], mm["action_dir_sin"]) == pytest.approx((0.6, 0.8))  # chord (9, 12) px
+    assert mm["action_v_mean"] == pytest.approx(5 / 16) and mm["action_a_max"] == 0.0
+    # PC: 10 px in 16 ms, then still for 84 ms until the press, held 100 ms
+    assert pc["action_v_max"] == pytest.approx(10 / 16)
+    assert pc["action_a_min"] == pytest.approx(-10 / 16 / 50)  # speed drop over the mean of 16 and 84 ms
+    assert (pc["action_click_hold"], pc["action_click_pause"]) == (100.0, 84.0)
+    assert pc["action_peak_speed_time"] == 16.0 and pc["action_peak_speed_share"] == pytest.approx(16 / 200)
+    assert dd["action_click_hold"] == 100.0 and np.isnan(dd["action_click_pause"])
+    # right click in between: speed 0, 0, then 10 px in 10 ms; speeds rise only after the first step
+    assert right["action_accel_phase"] == 0.0 and right["action_a_max"] == pytest.approx(0.1)
+    assert right["action_largest_deviation"] == 0.0 and right["action_turn_total"] == 0.0
+
+    # a bent path: (0,0) -> (10,0) -> (10,10): a 90 degree left turn, 5 px off the chord
+    bent = mouse_events(
+        [(1, 0, "move", 0, 0, "none"), (1, 10, "move", 10, 0, "none"), (1, 20, "move", 10, 10, "none"),
+         (1, 30, "move", 10, 10, "none"), (1, 40, "move", 10, 10, "none")]
+    )  # fmt: skip
+    row = ActionFeatures().transform(bent, np.array([1])).iloc[0]
+    assert row["action_turn_net"] == pytest.approx(np.pi / 2) and row["action_sharp_turns"] == 1
+    assert row["action_largest_deviation"] == pytest.approx(np.sqrt(50))
+    assert row["action_curvature_mean"] == pytest.approx(np.pi / 2 / 10)
+    assert row["action_omega_mean"] == pytest.approx(np.pi / 2 / 10)
+    assert row["action_straightness"] == pytest.approx(np.sqrt(200) / 20)
+    # per unit: the mean of its actions
+    both = ActionFeatures().transform(events, np.array([1, 2]))
+    np.testing.assert_allclose(both.loc[1, "action_distance"], got["action_distance"].iloc[:5].mean())
+    assert both.loc[2, "action_mm"] == 1.0

@@ -1,6 +1,6 @@
 """Per-account verification, as the Balabit challenge scored it: does this session belong to the account's
-owner? One model per account learns the owner's mouse actions against other accounts' actions; a session is
-scored by the mean P(not the owner) of its actions (Antal & Egyed-Zsigmond 2019).
+owner? One model per account learns the owner's mouse actions against other accounts' actions (Antal &
+Egyed-Zsigmond 2019); a session is scored by the mean log-odds of P(not the owner) over its actions.
 """
 
 from __future__ import annotations
@@ -12,31 +12,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from airush.abuse.data import BUTTONS, EVENT_KINDS, EventLog
-
-LEFT = BUTTONS.index("left")
-
-
-def mouse_actions(events: pd.DataFrame, pause_ms: float) -> np.ndarray:
-    """Action id of each event (events sorted by session, time): an action ends at a left-button release or
-    before a pause longer than `pause_ms`; ids increase along the rows, so they group like session ids."""
-    session = events["session_id"].to_numpy()
-    t = events["t_ms"].to_numpy()
-    code = events["event"].cat.codes.to_numpy()
-    release = (code == EVENT_KINDS.index("button_up")) & (events["button"].cat.codes.to_numpy() == LEFT)
-    new = np.r_[True, (session[1:] != session[:-1]) | release[:-1] | (np.diff(t) > pause_ms)]
-    return np.cumsum(new) - 1
+from airush.abuse.data import EventLog
+from airush.abuse.features import event_codes, session_index
+from airush.abuse.mouse_actions import segment_actions
 
 
 def action_table(log: EventLog, pause_ms: float, min_events: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """(events regrouped by action: `session_id` holds the action id, each action's session id)."""
-    action = mouse_actions(log.events, pause_ms)
-    sizes = np.bincount(action)
-    keep = sizes[action] >= min_events
-    renumbered = np.cumsum(np.r_[True, action[keep][1:] != action[keep][:-1]]) - 1
-    events = log.events[keep].assign(session_id=renumbered.astype(np.int64)).reset_index(drop=True)
-    first = np.r_[0, np.flatnonzero(np.diff(renumbered)) + 1]
-    return events, log.events["session_id"].to_numpy()[keep][first]
+    """(the mouse rows of events regrouped by action: `session_id` holds the action id, each action's
+    session id). Actions are cut as in mouse_actions.py (MM / PC / DD); shorter than `min_events` rows
+    they carry too little to score and are left out."""
+    events, session_ids = log.events, log.sessions["session_id"].to_numpy()
+    group = session_index(events["session_id"].to_numpy(), np.sort(session_ids))
+    actions = segment_actions(
+        group,
+        event_codes(events["event"]),
+        events["button"].cat.codes.to_numpy(),
+        events["t_ms"].to_numpy(np.float64),
+        pause_ms,
+    )
+    kept = actions.size >= min_events
+    rows = actions.rows[kept[actions.action]]
+    renumbered = np.repeat(np.arange(kept.sum(), dtype=np.int64), actions.size[kept])
+    table = events.iloc[rows].assign(session_id=renumbered).reset_index(drop=True)
+    return table, np.sort(session_ids)[actions.session[kept]]
+
+
+PROBABILITY_FLOOR = 1e-6  # an action's P is clipped to [floor, 1 - floor]: no single action is certain
 
 
 class AccountVerifier:
@@ -70,13 +71,17 @@ class AccountVerifier:
         return self
 
     def score_sessions(self, X: pd.DataFrame, account: np.ndarray, session: np.ndarray) -> pd.Series:
-        """Mean P(not the owner) over each session's actions, scored by the claimed account's model."""
-        scores = np.full(len(X), np.nan)
+        """P(not the owner) of each session: its actions' log-odds, each from the claimed account's model,
+        averaged (independent pieces of evidence add up in log-odds; a mean of probabilities lets one
+        confident action count no more than a hesitant one) and mapped back through the logistic."""
+        log_odds = np.full(len(X), np.nan)
         for user, model in self.models_.items():
             rows = np.flatnonzero(account == user)
             if len(rows):
-                scores[rows] = model.predict_proba(X.iloc[rows])
-        return pd.Series(scores).groupby(session).mean()
+                p = np.clip(model.predict_proba(X.iloc[rows]), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+                log_odds[rows] = np.log(p) - np.log1p(-p)
+        mean = pd.Series(log_odds).groupby(session).mean()
+        return 1.0 / (1.0 + np.exp(-mean))
 
     def save(self, directory: Path) -> None:
         for user, model in self.models_.items():
