@@ -211,8 +211,13 @@ def test_account_verifier_model_scores_actions_of_claimed_accounts(compose_cfg, 
         ],
         tmp_path,
     )
-    # a session's score is the mean over its actions, as the run scored it
-    by_session = scores["score"].groupby(splits.session_id["test"]).mean()
+    # a session's score is the logistic of its actions' mean log-odds, as the run scored it
+    from scipy.special import expit, logit
+
+    from airush.abuse.verification import PROBABILITY_FLOOR
+
+    action_p = scores["score"].clip(PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+    by_session = expit(logit(action_p).groupby(splits.session_id["test"]).mean())
     expected = pd.read_parquet(Path(cfg.paths.run_dir) / "evaluation" / "test_predictions.parquet")
     np.testing.assert_allclose(
         by_session.loc[expected["session_id"]].to_numpy(), expected["score"], rtol=1e-12

@@ -207,6 +207,7 @@ def test_script_runs_pop_over_three_seeds_and_writes_the_table(tmp_path, trackin
         env={"MLFLOW_TRACKING_URI": tracking_uri}, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+    assert (out / "table.md").is_file(), (result.stdout[-3000:], result.stderr[-3000:])
     table = (out / "table.md").read_text()
     row = next(line for line in table.splitlines() if line.startswith("| airush pop |"))
     ndcg, spread = map(float, re.search(r"\| (0\.\d{4}) ± (0\.\d{4}) \|", row).groups())
