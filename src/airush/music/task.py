@@ -14,7 +14,8 @@ from omegaconf import DictConfig
 
 from airush.console import Stages
 from airush.fingerprint import frames_fingerprint
-from airush.music.data import Plays
+from airush.errors import ConfigError
+from airush.music.data import Plays, filter_plays
 from airush.music.export import check_top_n, top_n_for_all_users, write_top_n
 from airush.music.metadata import ItemMetadata, item_metadata
 from airush.music.metrics import full_ranking_metrics
@@ -43,6 +44,9 @@ class PlaySplits:
 
 def prepare(cfg: DictConfig, stages: Stages) -> PreparedPlays:
     plays: Plays = instantiate(cfg.data).load(seed=int(cfg.seed), stages=stages)
+    plays = filter_plays(plays, **_filter_settings(cfg.task.get("filter")))
+    if plays.interactions.empty:
+        raise ConfigError(f"task.filter {dict(cfg.task.filter)} leaves no interactions: lower its minimums")
     inter = plays.interactions
     # one row per (user, item): repeated rows add up their plays, keep the first timestamp
     plays.interactions = inter.groupby(["user", "item"], as_index=False, sort=True).agg(
@@ -57,6 +61,17 @@ def prepare(cfg: DictConfig, stages: Stages) -> PreparedPlays:
     metadata = item_metadata(plays)
     stats["metadata_tokens"] = metadata.n_tokens
     return PreparedPlays(plays, frames_fingerprint(plays.interactions, plays.items), stats, metadata)
+
+
+def _filter_settings(filter_cfg) -> dict[str, int]:
+    settings = {"min_user_items": 0, "min_item_users": 0}
+    for key, value in (filter_cfg or {}).items():
+        if key not in settings:
+            raise ConfigError(f"task.filter.{key} unknown; choose from: {', '.join(settings)}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"task.filter.{key} must be an integer >= 0, got {value!r}")
+        settings[key] = value
+    return settings
 
 
 def _csr(frame: pd.DataFrame, shape: tuple[int, int], values: np.ndarray | None = None) -> sp.csr_matrix:

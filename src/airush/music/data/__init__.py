@@ -33,3 +33,42 @@ class Plays:
     @property
     def n_items(self) -> int:
         return len(self.item_ids)
+
+
+def filter_plays(plays: Plays, min_user_items: int = 0, min_item_users: int = 0) -> Plays:
+    """Drop users with fewer than `min_user_items` distinct items and items with fewer than `min_item_users`
+    distinct users, repeated until both hold (a k-core, like RecBole's user/item_inter_num_interval), then
+    renumber the survivors densely. Reduces a catalogue without sampling: the same input gives the same output."""
+    inter = plays.interactions
+    keep_users = np.ones(plays.n_users, bool)
+    keep_items = np.ones(plays.n_items, bool)
+    while True:
+        user_counts = np.bincount(inter["user"].to_numpy(), minlength=plays.n_users)
+        item_counts = np.bincount(inter["item"].to_numpy(), minlength=plays.n_items)
+        keep_users &= user_counts >= min_user_items
+        keep_items &= item_counts >= min_item_users
+        rows = keep_users[inter["user"].to_numpy()] & keep_items[inter["item"].to_numpy()]
+        if rows.all():
+            break
+        inter = inter[rows]
+    users, items = np.flatnonzero(keep_users), np.flatnonzero(keep_items)
+    user_index = np.full(plays.n_users, -1, np.int64)
+    user_index[users] = np.arange(len(users))
+    item_index = np.full(plays.n_items, -1, np.int64)
+    item_index[items] = np.arange(len(items))
+    inter = inter.assign(user=user_index[inter["user"].to_numpy()], item=item_index[inter["item"].to_numpy()])
+    item_rows = plays.items
+    if item_rows is not None and len(item_rows.columns):
+        if "item" in item_rows.columns:
+            kept = item_index[item_rows["item"].to_numpy(np.int64)]
+            item_rows = item_rows[kept >= 0].assign(item=kept[kept >= 0])
+        else:
+            item_rows = item_rows.iloc[items]
+        item_rows = item_rows.reset_index(drop=True)
+    return Plays(
+        interactions=inter.reset_index(drop=True),
+        items=item_rows,
+        user_ids=plays.user_ids[users],
+        item_ids=plays.item_ids[items],
+        item_tags=None if plays.item_tags is None else plays.item_tags[items],
+    )
