@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from airush.errors import ConfigError, DataError
-from airush.music.data import melon, movielens
+from airush.music.data import json_records, movielens
 from airush.music.data.melon import MelonPlaylists
 from airush.music.data.movielens import MovieLens
 
@@ -129,8 +129,8 @@ def test_melon_more_playlist_files_and_all_songs():
 
 def test_melon_streaming_window_and_batches_do_not_change_the_result(monkeypatch):
     whole = MelonPlaylists(str(MELON), playlists=["train.json", "val.json"]).load()
-    monkeypatch.setattr(melon, "CHUNK_CHARS", 64)  # records straddle every window edge
-    monkeypatch.setattr(melon, "BATCH_RECORDS", 7)
+    monkeypatch.setattr(json_records, "CHUNK_CHARS", 64)  # records straddle every window edge
+    monkeypatch.setattr(json_records, "BATCH_RECORDS", 7)
     streamed = MelonPlaylists(str(MELON), playlists=["train.json", "val.json"]).load()
     assert whole.interactions.equals(streamed.interactions) and whole.items.equals(streamed.items)
     assert (
@@ -256,8 +256,8 @@ def test_bad_melon_files_are_one_line(tmp_path, edits, expected):
 
 
 def test_melon_errors_name_the_right_file_and_record_across_batches(tmp_path, monkeypatch):
-    monkeypatch.setattr(melon, "BATCH_RECORDS", 4)
-    monkeypatch.setattr(melon, "CHUNK_CHARS", 100)
+    monkeypatch.setattr(json_records, "BATCH_RECORDS", 4)
+    monkeypatch.setattr(json_records, "CHUNK_CHARS", 100)
     root = melon_copy(tmp_path, edit_meta=set_key(150, "song_gn_dtl_gnr_basket", "GN0101"))
     with pytest.raises(
         DataError, match=r"song_meta\.json: record 151 \(id \d+\), key 'song_gn_dtl_gnr_basket'"
