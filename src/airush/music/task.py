@@ -13,8 +13,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from airush.console import Stages
-from airush.fingerprint import frames_fingerprint
 from airush.errors import ConfigError
+from airush.fingerprint import frames_fingerprint
 from airush.music.data import Plays, filter_plays
 from airush.music.export import check_top_n, top_n_for_all_users, write_top_n
 from airush.music.metadata import ItemMetadata, item_metadata

@@ -1,0 +1,94 @@
+"""How `airush leaderboard` shows its tables: rich tables in a terminal, or CSV."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def print_tables(tables: list[dict[str, Any]], uri: str, headline: dict[str, tuple[str, ...]]) -> None:
+    """One rich table per task; `headline`: per task, the metrics shown next to the ranking one."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from airush.console import console
+    from airush.tracking import redact_uri
+
+    out = console()
+    if not tables:
+        out.print(f"no finished airush runs in {redact_uri(uri)}", highlight=False)
+    for board in tables:
+        rows, metric = board["rows"], board["metric"]
+        if not rows:
+            out.print(f"{board['task']}: no finished run reports {metric}", highlight=False)
+            continue
+        direction = "higher" if board["higher_is_better"] else "lower"
+        table = Table(title=f"{board['task']} · by {metric} ({direction} is better)", title_justify="left")
+        shown = [k for k in headline.get(board["task"], ()) if k in rows[0]]
+        for name, justify in [
+            ("#", "right"),
+            ("run", "left"),
+            ("model", "left"),
+            ("data", "left"),
+            ("key params", "left"),
+            (f"{metric} ± std (n)", "right"),
+            *[(name, "right") for name in shown],
+            ("date", "left"),
+        ]:
+            table.add_column(name, justify=justify, overflow="fold")
+        for row in rows:
+            spread = f" ± {row['std']:.4f}" if row["std"] is not None else ""
+            table.add_row(
+                str(row["rank"]),
+                row["run_id"][:8],
+                row["model"],
+                row["data"],
+                escape(row["key_params"]) or "defaults",
+                f"[bold]{row['mean']:.4f}[/bold]{spread} ({row['n']})",
+                *[fmt(row[name]) for name in shown],
+                row["date"],
+            )
+        out.print(table)
+
+
+def print_footer(n_alive: int, dead: list[dict[str, str]], failed: int, show_dead: bool) -> None:
+    """Counts of running (alive / dead) and failed runs; with `show_dead`, the dead runs' rows."""
+    from rich.table import Table
+
+    from airush.console import console
+
+    out = console()
+    parts = []
+    if n_alive or dead:
+        hint = "" if show_dead else "; --show-dead lists them"
+        parts.append(
+            f"running: {n_alive + len(dead)}" + (f" ({len(dead)} dead: process gone{hint})" if dead else "")
+        )
+    if failed:
+        parts.append(f"failed or killed: {failed} (not ranked)")
+    if parts:
+        out.print(" · ".join(parts), highlight=False)
+    if show_dead and dead:
+        table = Table(title="dead runs (RUNNING in MLflow, process gone)", title_justify="left")
+        rows = dead
+        for name in rows[0]:
+            table.add_column(name)
+        for row in rows:
+            table.add_row(*(str(v) for v in row.values()))
+        out.print(table)
+
+
+def write_csv(rows: list[dict[str, Any]], stream) -> None:
+    """One row per leaderboard line, all tasks in one file; lists joined by spaces."""
+    import csv
+
+    fields = list(dict.fromkeys(k for row in rows for k in row)) or ["task", "rank", "run_id"]
+    writer = csv.DictWriter(stream, fieldnames=fields, restval="", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {k: " ".join(v) if isinstance(v, list) else ("" if v is None else v) for k, v in row.items()}
+        )
