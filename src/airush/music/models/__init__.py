@@ -8,11 +8,14 @@ Protocol every model implements (settings in __init__, learned state ends in `_`
     save(directory) / load(directory)         # plain npz/json, no pickles
     history_: dict[str, dict[int, float]]     # per-iteration curves for MLflow, where the model has them
 
-Item metadata is opt-in: a model class that sets `uses_metadata = True` is fitted as
-`fit(train_csr, bar=None, item_features=csr)`, where `item_features` is the items x tokens matrix of
-`airush.music.metadata.item_metadata` (row i = item i; artist/album/genre/decade/tag tokens, plain weights,
-possibly no columns at all). Every item is a row, played in training or not, so such a model can score
-cold-start items. Models without the flag are fitted as before and never see it.
+Three extras are opt-in, each by a class flag; a model without the flag is fitted without the argument:
+- `uses_metadata = True`: `fit(..., item_features=csr)`, the items x tokens matrix of
+  `airush.music.metadata.item_metadata` (row i = item i; artist/album/genre/decade/tag tokens, plain weights,
+  possibly no columns at all). Every item is a row, played in training or not, so such a model can score
+  cold-start items.
+- `uses_valid = True`: `fit(..., valid=csr)`, the binary valid split (users x items), for early stopping.
+- `supports_gpu = True`: `fit(..., devices=DevicePlan)` (`airush.devices`), where `gpus` / `trainer.*` say
+  to train: CPU, one GPU, or N DDP ranks. Models without it refuse `gpus > 0` before any work.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from airush.music.ranking import top_k_blocks
 
 
 class Recommender:
-    supports_gpu = False
-    uses_metadata = False  # True: fit also takes item_features (see the module docstring)
+    supports_gpu = False  # True: fit also takes devices (see the module docstring)
+    uses_metadata = False  # True: fit also takes item_features
+    uses_valid = False  # True: fit also takes valid
 
     def fit(self, train: sp.csr_matrix, bar=None) -> Recommender:
         raise NotImplementedError
