@@ -170,6 +170,54 @@ def test_one_rank_runs_in_process_and_matches_a_repeat(tmp_path: Path):
     assert first[0]["history"] == second[0]["history"]
 
 
+def scripted_worker(ctx: RankContext, payload: dict) -> dict:
+    """One weight that counts the epochs; validate reports the payload's scripted values, epoch by epoch."""
+    import torch
+
+    module = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(module.weight)
+    optimizer = torch.optim.SGD(module.parameters(), lr=1.0)
+    seen = [0]
+
+    def validate(model) -> dict[str, float]:
+        seen[0] += 1
+        values = payload["values"]
+        return {} if values is None else {"score": values[seen[0] - 1], "other": 0.0}
+
+    def batch_loss(model, batch):  # d/dw of -w is -1: each epoch's one step adds exactly 1 to w
+        return -model(torch.ones(1, 1)).sum(), 1
+
+    return train_epochs(
+        ctx, module, optimizer, lambda epoch: [None], batch_loss, validate,
+        max_epochs=payload["max_epochs"], patience=2, checkpoint=ctx.workdir / "best.pt",
+        monitor="score", mode=payload["mode"],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("mode", "values", "best_epoch", "epochs"),
+    [
+        ("max", [0.1, 0.3, 0.2, 0.25, 0.9], 2, 4),  # two epochs without a higher score: stop after epoch 4
+        ("min", [0.3, 0.1, 0.2, 0.05, 0.06, 0.07], 4, 6),
+        ("max", None, 5, 5),  # nothing to validate on: never stops early, keeps the last epoch
+    ],
+)
+def test_train_epochs_keeps_the_best_epoch_by_mode_and_stops_on_patience(
+    tmp_path, mode, values, best_epoch, epochs
+):
+    import torch
+
+    payload = {"values": values, "mode": mode, "max_epochs": 5 if values is None else len(values)}
+    (result,) = launch(scripted_worker, payload, DevicePlan(), tmp_path, seed=0)
+    assert (result["best_epoch"], result["epochs"]) == (best_epoch, epochs)
+    if values is not None:
+        assert result["best"] == values[best_epoch - 1]
+        # per-epoch curves for MLflow (keys are strings: results come back through JSON)
+        assert result["history"]["valid_score"] == {str(e): v for e, v in enumerate(values[:epochs], 1)}
+    state = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert state["weight"].item() == best_epoch  # the checkpoint is the best epoch's weights
+
+
 @pytest.mark.parametrize(
     ("error", "expected", "message"),
     [

@@ -260,11 +260,14 @@ def train_epochs(
     patience: int,
     checkpoint: Path,
     monitor: str = "loss",
+    mode: str = "min",
     grad_clip: float | None = None,
     scheduler=None,
 ) -> dict:
     """Train `module` (already on ctx.device) for up to `max_epochs`, stopping after `patience` epochs
-    without a lower `validate(module)[monitor]`; rank 0 writes the best epoch's state dict to `checkpoint`.
+    without a better `validate(module)[monitor]` (lower with mode="min", higher with "max"); rank 0 writes
+    the best epoch's state dict to `checkpoint`. When validate returns no `monitor` (nothing to validate
+    on), every epoch counts as the best so far: the last one is kept and training never stops early.
 
     batches(epoch) -> this rank's batches (every rank the same number);
     batch_loss(model, batch) -> (mean loss tensor, batch size), run under autocast;
@@ -285,6 +288,9 @@ def train_epochs(
         )
     scaler = torch.amp.GradScaler("cuda", enabled=ctx.plan.grad_scaling)
     history: dict[str, dict[int, float]] = {"train_loss": {}}
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+    sign = 1.0 if mode == "min" else -1.0  # compare sign * value: lower is better
     best, best_epoch, best_state, stale = float("inf"), 0, None, 0
     epoch = steps = 0
     for epoch in range(1, max_epochs + 1):
@@ -316,8 +322,9 @@ def train_epochs(
                 metrics = validate(module)
             for name, value in metrics.items():
                 history.setdefault(f"valid_{name}", {})[epoch] = float(value)
-            if metrics[monitor] < best:
-                best, best_epoch, stale = float(metrics[monitor]), epoch, 0
+            value = sign * float(metrics[monitor]) if monitor in metrics else None
+            if value is None or value < best:
+                best, best_epoch, stale = best if value is None else value, epoch, 0
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
             else:
                 stale += 1
@@ -330,7 +337,7 @@ def train_epochs(
     result = {"param_checksum": param_checksum(module), "epochs": epoch, "steps": steps}
     if ctx.is_main:
         torch.save(best_state if best_state is not None else module.state_dict(), checkpoint)
-        result |= {"history": history, "best_epoch": best_epoch, "best": best}
+        result |= {"history": history, "best_epoch": best_epoch, "best": sign * best}
     return result
 
 

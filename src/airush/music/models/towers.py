@@ -238,21 +238,13 @@ def train_rank(ctx, payload: dict) -> dict:
         logits = logits.masked_fill((items.unsqueeze(0) == items.unsqueeze(1)) & others, float("-inf"))
         return F.cross_entropy(logits, torch.arange(len(items), device=items.device)), len(items)
 
-    validated = [0]
-
     def validate(module) -> dict[str, float]:
         """Full-ranking valid NDCG@10 and Recall@10 with train masked (the task's own metric code)."""
-        validated[0] += 1
-        if valid.nnz == 0:  # nothing to select on: every epoch counts as the best so far
-            return {f"neg_ndcg_at_{VALID_K}": -float(validated[0])}
+        if valid.nnz == 0:  # nothing to select on: train_epochs keeps the last epoch
+            return {}
         users, items = encode_all(module, arrays, shape, ctx.device)
         metrics = full_ranking_metrics(lambda rows: users[rows] @ items.T, seen, valid, [VALID_K])
-        ndcg = metrics[f"ndcg_at_{VALID_K}"]
-        return {
-            f"ndcg_at_{VALID_K}": ndcg,
-            f"recall_at_{VALID_K}": metrics[f"recall_at_{VALID_K}"],
-            f"neg_ndcg_at_{VALID_K}": -ndcg,  # train_epochs keeps the epoch with the lowest monitor
-        }
+        return {name: metrics[name] for name in (f"ndcg_at_{VALID_K}", f"recall_at_{VALID_K}")}
 
     return train_epochs(
         ctx,
@@ -264,5 +256,6 @@ def train_rank(ctx, payload: dict) -> dict:
         max_epochs=settings.max_epochs,
         patience=settings.patience,
         checkpoint=ctx.workdir / "best.pt",
-        monitor=f"neg_ndcg_at_{VALID_K}",
+        monitor=f"ndcg_at_{VALID_K}",
+        mode="max",
     )

@@ -139,9 +139,7 @@ class TwoTowerRecommender(Recommender):
             shutil.rmtree(workdir, ignore_errors=True)
         main = results[0]
         self.history_ = {
-            name: {int(k): v for k, v in curve.items()}
-            for name, curve in main["history"].items()
-            if not name.startswith("valid_neg_")  # the minimised twin of valid_ndcg, for train_epochs
+            name: {int(k): v for k, v in curve.items()} for name, curve in main["history"].items()
         }
         self.best_epoch_, self.epochs_ = int(main["best_epoch"]), int(main["epochs"])
         self.rank_checksums_ = [r["param_checksum"] for r in results]
