@@ -116,7 +116,7 @@ def test_file_store_uri_is_refused_in_one_line(tmp_path):
 
 def test_help_and_cfg_job_work_from_any_directory(tmp_path):
     help_out = run_airush(["--help"], cwd=tmp_path)
-    assert help_out.returncode == 0 and "task: abuse, music" in help_out.stdout
+    assert help_out.returncode == 0 and "task: abuse*, music" in help_out.stdout
     cfg_out = run_airush(["--cfg", "job", "task=music"], cwd=tmp_path)
     assert cfg_out.returncode == 0
     assert "ALSRecommender" in cfg_out.stdout
@@ -142,3 +142,29 @@ def test_concurrent_runs_get_their_own_dirs_and_runs(tmp_path, tracking_uri):
     client = mlflow.MlflowClient(tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("music").experiment_id])
     assert sorted(r.data.params["seed"] for r in runs) == ["1", "2", "3"]
+
+
+def test_help_lists_the_models_the_task_check_accepts(tmp_path):
+    """The help page is written from the yaml files; the refusal of a misfit model is the independent list."""
+    help_out = run_airush(["-h"], cwd=tmp_path).stdout
+    line = " ".join(help_out.split("\nmodel: ", 1)[1].split("\ndata: ", 1)[0].split())
+    listed = dict(part.replace("*", "").split(" -> ", 1) for part in line.split("; "))
+    listed = {task: models.split(", ") for task, models in listed.items()}
+    for task, other in (("music", "lgbm"), ("abuse", "als")):
+        refused = run_airush([f"task={task}", f"model={other}"], cwd=tmp_path)
+        assert refused.returncode == 2
+        valid = refused.stderr.strip().rsplit(f"{task} model choices: ", 1)[1].split(", ")
+        assert sorted(listed[task]) == sorted(valid)
+    assert "als*" in line and "lgbm*" in line  # each task's default model is marked
+
+
+def test_help_names_the_hydra_plugins_hydra_offers():
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from airush.help import HYDRA_CHOICES
+
+    with initialize_config_module("airush.conf", version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        for group, options in HYDRA_CHOICES.items():
+            assert set(options) <= set(loader.get_group_options(group)), group

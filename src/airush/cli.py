@@ -58,6 +58,11 @@ def main() -> None:
 
             command = importlib.import_module(SUBCOMMANDS[sys.argv[1]])
             sys.exit(command.main(sys.argv[2:]))
+        if {"--help", "-h"} & set(sys.argv[1:]):
+            from airush.help import help_text
+
+            sys.stdout.write(help_text())
+            return
         from airush.choices import check_overrides
 
         overrides = [a for a in sys.argv[1:] if not a.startswith("-") and "=" in a]

@@ -24,7 +24,7 @@ class LightGBMDetector:
         num_boost_round: int = 1000,
         early_stopping_rounds: int = 50,
         balance_classes: bool = True,
-        num_threads: int = 2,
+        num_threads: int = 1,
         seed: int = 0,
     ) -> None:
         self.learning_rate = learning_rate
