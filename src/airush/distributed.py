@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from typing import Any
 
 from airush.devices import DevicePlan
 
+CHECKPOINT = "best.pt"  # train_epochs' best-epoch state dict, in the work dir
 RENDEZVOUS_TIMEOUT = timedelta(minutes=10)  # a collective waiting longer than this on a peer gives up
 POLL_S = 0.5  # how often the parent looks at rank 0's progress while it waits
 
@@ -139,6 +142,49 @@ def launch(
                 process.join()
     _forward_progress(workdir, reported, bar)
     return [json.loads((workdir / f"rank{r}.result.json").read_text()) for r in range(plan.world_size)]
+
+
+@dataclass
+class TrainedRanks:
+    """What a model keeps of a `train_in_ranks` run: rank 0's best epoch and curves, every rank's fingerprint."""
+
+    state: dict  # the best epoch's state dict, on CPU
+    history: dict[str, dict[int, float]]  # per-epoch curves for MLflow (train_loss, valid_<metric>)
+    best_epoch: int
+    epochs: int
+    rank_checksums: list[str]  # per rank: a checksum of its final parameters (DDP keeps them equal)
+    rank_steps: list[int]  # per rank: optimizer steps taken
+
+
+def train_in_ranks(
+    worker: Worker,
+    make_payload: Callable[[Path], Any],
+    plan: DevicePlan,
+    seed: int,
+    threads: int | None,
+    bar,
+    prefix: str,
+) -> TrainedRanks:
+    """`launch` a worker that ends in `train_epochs` in a fresh work dir, load its best checkpoint, remove the
+    dir. make_payload(workdir) builds the payload: for spawned ranks (plan.distributed) it writes large
+    arrays into workdir, for the ranks to memory-map instead of each unpickling a copy."""
+    import torch
+
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        results = launch(worker, make_payload(workdir), plan, workdir, seed, threads, bar)
+        state = torch.load(workdir / CHECKPOINT, weights_only=True, map_location="cpu")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    main = results[0]
+    return TrainedRanks(
+        state=state,
+        history={name: {int(k): v for k, v in curve.items()} for name, curve in main["history"].items()},
+        best_epoch=int(main["best_epoch"]),
+        epochs=int(main["epochs"]),
+        rank_checksums=[r["param_checksum"] for r in results],
+        rank_steps=[r["steps"] for r in results],
+    )
 
 
 def _forward_progress(workdir: Path, reported: int, bar) -> int:
@@ -258,7 +304,7 @@ def train_epochs(
     *,
     max_epochs: int,
     patience: int,
-    checkpoint: Path,
+    checkpoint: Path | None = None,
     monitor: str = "loss",
     mode: str = "min",
     grad_clip: float | None = None,
@@ -266,7 +312,7 @@ def train_epochs(
 ) -> dict:
     """Train `module` (already on ctx.device) for up to `max_epochs`, stopping after `patience` epochs
     without a better `validate(module)[monitor]` (lower with mode="min", higher with "max"); rank 0 writes
-    the best epoch's state dict to `checkpoint`. When validate returns no `monitor` (nothing to validate
+    the best epoch's state dict to `checkpoint` (default: CHECKPOINT in ctx.workdir). When validate returns no `monitor` (nothing to validate
     on), every epoch counts as the best so far: the last one is kept and training never stops early.
 
     batches(epoch) -> this rank's batches (every rank the same number);
@@ -279,6 +325,7 @@ def train_epochs(
     import torch
     import torch.distributed as dist
 
+    checkpoint = checkpoint or ctx.workdir / CHECKPOINT
     model = module
     if ctx.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel

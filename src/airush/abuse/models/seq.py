@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +34,7 @@ from airush.abuse.sequences import (
     padded_batch,
 )
 from airush.devices import DevicePlan
-from airush.distributed import RankContext, launch, torch_threads, train_epochs
+from airush.distributed import RankContext, torch_threads, train_epochs, train_in_ranks
 
 INPUT_CHANNELS = len(CONTINUOUS) + N_EVENT_CODES + N_BUTTON_CODES
 # what `feature_importance` reports: each continuous channel, and each one-hot group as one input
@@ -120,7 +118,6 @@ class SequenceDetector:
         devices: DevicePlan | None = None,
     ) -> SequenceDetector:
         """Train on `devices` (default: in this process, on CPU); `bar` advances once per epoch."""
-        import torch
 
         self.check_params()
         plan = devices or DevicePlan()
@@ -133,28 +130,21 @@ class SequenceDetector:
             "pos_weight": (len(y_train) - positives) / positives if self.balance_classes else 1.0,
             "y": {"train": y_train, "valid": np.asarray(y_valid, dtype=np.float32)},
         }
-        workdir = Path(tempfile.mkdtemp(prefix="airush-seq-"))
-        try:
-            if plan.distributed:  # ranks memory-map the arrays instead of each unpickling a copy
-                X_train.save(workdir, "train")
-                X_valid.save(workdir, "valid")
-                payload["sequences"] = str(workdir)
-            else:
-                payload["sequences"] = {"train": X_train, "valid": X_valid}
-            results = launch(train_rank, payload, plan, workdir, self.seed, threads=self.num_threads, bar=bar)
-            state = torch.load(workdir / "best.pt", weights_only=True, map_location="cpu")
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        main = results[0]
-        self.history_ = {
-            name: {int(k): v for k, v in curve.items()} for name, curve in main["history"].items()
-        }
-        self.best_epoch_, self.epochs_ = int(main["best_epoch"]), int(main["epochs"])
-        # per rank: a checksum of its final parameters and its optimizer steps (DDP keeps them equal)
-        self.rank_checksums_ = [r["param_checksum"] for r in results]
-        self.rank_steps_ = [r["steps"] for r in results]
+
+        def with_sequences(workdir: Path) -> dict:
+            if not plan.distributed:
+                return payload | {"sequences": {"train": X_train, "valid": X_valid}}
+            X_train.save(workdir, "train")
+            X_valid.save(workdir, "valid")
+            return payload | {"sequences": str(workdir)}
+
+        trained = train_in_ranks(
+            train_rank, with_sequences, plan, self.seed, self.num_threads, bar, "airush-seq-"
+        )
+        self.history_, self.best_epoch_, self.epochs_ = trained.history, trained.best_epoch, trained.epochs
+        self.rank_checksums_, self.rank_steps_ = trained.rank_checksums, trained.rank_steps
         self.network_ = event_cnn(self, self.input_mean_, self.input_std_)
-        self.network_.load_state_dict(state)
+        self.network_.load_state_dict(trained.state)
         self.network_.eval()
         with torch_threads(self.num_threads):
             self.importance_ = input_attribution(self.network_, X_valid, self)
@@ -370,7 +360,6 @@ def train_rank(ctx: RankContext, payload: dict) -> dict:
         validate,
         max_epochs=settings.max_epochs,
         patience=settings.patience,
-        checkpoint=ctx.workdir / "best.pt",
         grad_clip=settings.grad_clip,
         scheduler=scheduler,
     )

@@ -255,7 +255,6 @@ def train_rank(ctx, payload: dict) -> dict:
         validate,
         max_epochs=settings.max_epochs,
         patience=settings.patience,
-        checkpoint=ctx.workdir / "best.pt",
         monitor=f"ndcg_at_{VALID_K}",
         mode="max",
     )

@@ -31,8 +31,6 @@ The network, batches and per-rank training live in `towers.py`.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -107,7 +105,7 @@ class TwoTowerRecommender(Recommender):
         stopping, none = train `max_epochs` and keep the last; `bar` advances once per epoch."""
         import torch
 
-        from airush.distributed import launch
+        from airush.distributed import torch_threads, train_in_ranks
 
         settings = self.settings()
         train = sp.csr_matrix(train, dtype=np.float32)
@@ -119,36 +117,29 @@ class TwoTowerRecommender(Recommender):
             raise ConfigError("model=twotower needs training plays; the train split is empty")
         arrays = tower_arrays(train, item_features, valid)
         plan = devices or DevicePlan()
-        workdir = Path(tempfile.mkdtemp(prefix="airush-twotower-"))
-        try:
-            if plan.distributed:  # ranks memory-map the arrays instead of each unpickling a copy
+
+        def with_arrays(workdir: Path) -> dict:
+            source: dict | str = arrays
+            if plan.distributed:
                 for name, array in arrays.items():
                     np.save(workdir / f"{name}.npy", array)
-                source: dict | str = str(workdir)
-            else:
-                source = arrays
-            payload = {
+                source = str(workdir)
+            return {
                 "settings": settings,
                 "arrays": source,
                 "shape": train.shape,
                 "n_tokens": item_features.shape[1],
             }
-            results = launch(train_rank, payload, plan, workdir, settings.seed, settings.num_threads, bar)
-            state = torch.load(workdir / "best.pt", weights_only=True, map_location="cpu")
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        main = results[0]
-        self.history_ = {
-            name: {int(k): v for k, v in curve.items()} for name, curve in main["history"].items()
-        }
-        self.best_epoch_, self.epochs_ = int(main["best_epoch"]), int(main["epochs"])
-        self.rank_checksums_ = [r["param_checksum"] for r in results]
+
+        trained = train_in_ranks(
+            train_rank, with_arrays, plan, settings.seed, settings.num_threads, bar, "airush-twotower-"
+        )
+        self.history_, self.best_epoch_, self.epochs_ = trained.history, trained.best_epoch, trained.epochs
+        self.rank_checksums_ = trained.rank_checksums
         self.n_tokens_ = item_features.shape[1]
         self.network_ = two_towers(train.shape[1], self.n_tokens_, settings)
-        self.network_.load_state_dict(state)
+        self.network_.load_state_dict(trained.state)
         self.network_.eval()
-        from airush.distributed import torch_threads
-
         with torch_threads(self.num_threads), torch.no_grad():
             users, items = encode_all(self.network_, arrays, train.shape, "cpu")
         self.user_vectors_ = (users / np.float32(self.temperature)).astype(np.float32)
