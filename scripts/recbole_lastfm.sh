@@ -141,11 +141,12 @@ done
 
 finals=()
 for m in "${MODELS[@]}"; do finals+=("$out/final/$m"); done
-show "$PYTHON" "$REPO/scripts/protocol_table.py" "${finals[@]}" --out "$out/table.md"
+table=("$PYTHON" "$REPO/scripts/protocol_table.py" "${finals[@]}" --out "$out/table.md")
+show "${table[@]}"
 ((dry)) && exit 0
 # exit 1 when a model has no runs: already counted in `failed`, and its row says so; no table is a crash
 rm -f "$out/table.md"
-"$PYTHON" "$REPO/scripts/protocol_table.py" "${finals[@]}" --out "$out/table.md" 2>"$out/logs/table.log" || true
+"${table[@]}" 2>"$out/logs/table.log" || true
 if [[ ! -f "$out/table.md" ]]; then
   tail -n 20 "$out/logs/table.log" | sed 's/^/  | /' >&2
   echo "recbole_lastfm: the table could not be made (log: $out/logs/table.log)" >&2

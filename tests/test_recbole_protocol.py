@@ -223,3 +223,17 @@ def test_script_runs_pop_over_three_seeds_and_writes_the_table(tmp_path, trackin
         assert "ndcg_at_20" not in run.data.metrics  # K = 10 only
     values = sorted(r.data.metrics["ndcg_at_10"] for r in runs)
     assert f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}" in row
+
+
+def test_the_scripts_trial_budgets_are_the_search_spaces_own():
+    """TRIALS in the script passes n_trials explicitly; it must say what each hparams_search yaml says."""
+    import yaml
+
+    budgets = dict(
+        re.findall(r"\[(\w+)\]=(\d+)", re.search(r"declare -A TRIALS=\((.*)\)", SCRIPT.read_text())[1])
+    )
+    conf = REPO / "conf" / "hparams_search"
+    for model, trials in budgets.items():
+        space = yaml.safe_load((conf / f"lastfm_{model}.yaml").read_text())
+        assert space["hydra"]["sweeper"]["n_trials"] == int(trials), model
+    assert set(budgets) == set(MODELS) - {"pop"}

@@ -99,3 +99,13 @@ def default_task() -> str:
 
     defaults = yaml.safe_load((conf_dir() / "config.yaml").read_text())["defaults"]
     return next(d["task"] for d in defaults if isinstance(d, dict) and "task" in d)
+
+
+def task_defaults(task: str) -> dict[str, str]:
+    """The model/data/features a task picks (`override /model: als` in conf/task/<task>.yaml)."""
+    chosen = {}
+    for entry in option_config("task", task).get("defaults", []):
+        if isinstance(entry, dict):
+            for key, value in entry.items():
+                chosen[key.removeprefix("override ").lstrip("/")] = value
+    return chosen

@@ -108,8 +108,18 @@ def device_plan(cfg: Any, model_name: str, model: Any) -> DevicePlan:
     backend = ("nccl" if accelerator == "cuda" else "gloo") if devices > 1 else None
     device_ids = ()
     if accelerator == "cuda":
-        device_ids = round_robin_devices(sweep_job_number(), devices, cuda_device_count())
+        device_ids = round_robin_devices(sweep_job_number(), devices, available)
     return DevicePlan(accelerator, devices, backend, _AMP_DTYPE[precision], device_ids)
+
+
+def fit_devices(cfg: Any, model: Any) -> dict[str, DevicePlan]:
+    """`fit`'s devices argument for models that place themselves (torch: `supports_gpu` or
+    `supports_distributed`), nothing for the others, which train where they are."""
+    if not (getattr(model, "supports_gpu", False) or getattr(model, "supports_distributed", False)):
+        return {}
+    from airush.run import choice_name
+
+    return {"devices": device_plan(cfg, choice_name(cfg, "model"), model)}
 
 
 def round_robin_devices(job_number: int, per_job: int, available: int) -> tuple[int, ...]:

@@ -331,7 +331,7 @@ def train_epochs(
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(
-            module, device_ids=[ctx.rank] if ctx.plan.accelerator == "cuda" else None
+            module, device_ids=[ctx.plan.cuda_index(ctx.rank)] if ctx.plan.accelerator == "cuda" else None
         )
     scaler = torch.amp.GradScaler("cuda", enabled=ctx.plan.grad_scaling)
     history: dict[str, dict[int, float]] = {"train_loss": {}}

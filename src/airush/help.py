@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import textwrap
 
-from airush.choices import TASK_BOUND_GROUPS, TASKS, default_task, group_options, option_config, option_task
+from airush.choices import (
+    TASK_BOUND_GROUPS,
+    TASKS,
+    default_task,
+    group_options,
+    options_for_task,
+    task_defaults,
+)
 
 # Hydra plugin choices we ship configs for or document (tests check them against Hydra's own list).
 HYDRA_CHOICES = {
@@ -32,16 +39,6 @@ EXAMPLES = (
 )
 
 
-def task_defaults(task: str) -> dict[str, str]:
-    """The model/data/features a task picks (`override /model: als` in conf/task/<task>.yaml)."""
-    chosen = {}
-    for entry in option_config("task", task).get("defaults", []):
-        if isinstance(entry, dict):
-            for key, value in entry.items():
-                chosen[key.removeprefix("override ").lstrip("/")] = value
-    return chosen
-
-
 def group_line(group: str) -> str:
     """`model: abuse -> lgbm*, seq; music -> als*, ...` (* = the task's default), or a flat list."""
     options = group_options(group)
@@ -50,7 +47,7 @@ def group_line(group: str) -> str:
     parts = []
     for task in TASKS:
         default = task_defaults(task).get(group)
-        names = [f"{o}*" if o == default else o for o in options if option_task(group, o) in (task, None)]
+        names = [f"{o}*" if o == default else o for o in options_for_task(group, task)]
         parts.append(f"{task} -> {', '.join(names)}")
     return f"{group}: {'; '.join(parts)}"
 

@@ -16,12 +16,17 @@ import numpy as np
 import pandas as pd
 
 from airush.abuse import features  # module attribute: CHUNK_EVENTS is read at call time
-from airush.abuse.data import EVENT_KINDS
-from airush.abuse.mouse_actions import ACTION_PAUSE_MS, ACTION_TYPES, LEFT, MouseActions, segment_actions
-from airush.grouped import group_count, group_extreme, group_mean_std, group_sum
+from airush.abuse.mouse_actions import (
+    _DOWN,
+    ACTION_PAUSE_MS,
+    ACTION_TYPES,
+    LEFT,
+    MouseActions,
+    segment_actions,
+)
+from airush.grouped import group_count, group_extreme, group_mean, group_mean_std, group_sum
 
 SHARP_TURN_RAD = np.pi / 4  # a critical point: the path turns by more than this between two steps
-_DOWN = EVENT_KINDS.index("button_down")
 
 
 @dataclass
@@ -32,13 +37,7 @@ class ActionFeatures:
 
     def transform(self, events: pd.DataFrame, unit_ids: np.ndarray, bar=None) -> pd.DataFrame:
         """One row per id in `unit_ids` (sorted, unique); events sorted by session_id (the unit), t_ms."""
-        frames = []
-        sid = events["session_id"].to_numpy()
-        for lo, hi, u_lo, u_hi in features.chunk_bounds(sid, unit_ids, features.CHUNK_EVENTS):
-            frames.append(self._chunk(events.iloc[lo:hi], unit_ids[u_lo:u_hi]))
-            if bar is not None:
-                bar.advance()
-        return pd.concat(frames) if frames else pd.DataFrame(index=pd.Index(unit_ids, name="session_id"))
+        return features.transform_in_chunks(self._chunk, events, unit_ids, bar)
 
     def n_chunks(self, events: pd.DataFrame, unit_ids: np.ndarray) -> int:
         return len(features.chunk_bounds(events["session_id"].to_numpy(), unit_ids, features.CHUNK_EVENTS))
@@ -53,9 +52,7 @@ class ActionFeatures:
         columns = {}
         for name, values in action_dynamics(actions, code, button, t, x, y).items():
             real = np.flatnonzero(~np.isnan(values))  # mean over each unit's actions, NaN-skipping
-            count = np.bincount(actions.session[real], minlength=n)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                columns[name] = group_sum(values[real], actions.session[real], n, count) / count
+            columns[name] = group_mean(values[real], actions.session[real], n)
         return pd.DataFrame(columns, index=pd.Index(unit_ids, name="session_id"))
 
 
@@ -119,7 +116,7 @@ def action_dynamics(actions: MouseActions, code, button, t, x, y) -> dict[str, n
     jerk = (accel[chain + 1] - accel[chain]) / dt[p[chain + 1]]
     out["action_jerk_mean"], out["action_jerk_std"] = group_mean_std(jerk, qa[chain + 1], n)
     out |= _acceleration_phase(accel, qa, dt_mid, n)
-    out |= _peak_speed_time(v, ta, tr, r, timed, within, first, duration, n)
+    out |= _peak_speed_time(v, ta, tr, timed, within, first, duration, n)
 
     # turning: angle between consecutive moving steps, per ms (angular velocity) and per px (curvature)
     moved = np.flatnonzero(step > 0)
@@ -154,7 +151,7 @@ def _acceleration_phase(accel, action, dt_mid, n) -> dict[str, np.ndarray]:
     return {"action_accel_phase": phase}
 
 
-def _peak_speed_time(v, ta, tr, r, timed, within, first, duration, n) -> dict[str, np.ndarray]:
+def _peak_speed_time(v, ta, tr, timed, within, first, duration, n) -> dict[str, np.ndarray]:
     """Time (ms) from the action's start to the end of its fastest step, and that time / duration."""
     peak_at = np.full(n, np.nan)
     if len(v):

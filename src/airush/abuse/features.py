@@ -44,14 +44,7 @@ class SessionFeatures:
 
         if not (self.keyboard or self.mouse):
             raise ConfigError("features: enable keyboard, mouse or both")
-        sid = events["session_id"].to_numpy()
-        bounds = chunk_bounds(sid, session_ids, CHUNK_EVENTS)
-        frames = []
-        for lo, hi, s_lo, s_hi in bounds:
-            frames.append(self._chunk(events.iloc[lo:hi], session_ids[s_lo:s_hi]))
-            if bar is not None:
-                bar.advance()
-        return pd.concat(frames) if frames else pd.DataFrame(index=pd.Index(session_ids, name="session_id"))
+        return transform_in_chunks(self._chunk, events, session_ids, bar)
 
     def n_chunks(self, events: pd.DataFrame, session_ids: np.ndarray) -> int:
         return len(chunk_bounds(events["session_id"].to_numpy(), session_ids, CHUNK_EVENTS))
@@ -77,6 +70,17 @@ class SessionFeatures:
             )
             features |= mouse_features(group, n, code, t, x, y, button, duration)
         return pd.DataFrame(features, index=pd.Index(session_ids, name="session_id"))
+
+
+def transform_in_chunks(chunk_features, events: pd.DataFrame, ids: np.ndarray, bar=None) -> pd.DataFrame:
+    """chunk_features(events, ids) over whole sessions of about CHUNK_EVENTS events at a time, concatenated:
+    memory stays bounded whatever the log's size; `bar` advances once per chunk."""
+    frames = []
+    for lo, hi, s_lo, s_hi in chunk_bounds(events["session_id"].to_numpy(), ids, CHUNK_EVENTS):
+        frames.append(chunk_features(events.iloc[lo:hi], ids[s_lo:s_hi]))
+        if bar is not None:
+            bar.advance()
+    return pd.concat(frames) if frames else pd.DataFrame(index=pd.Index(ids, name="session_id"))
 
 
 def chunk_bounds(
@@ -118,7 +122,7 @@ def _describe(out: dict, name: str, values: np.ndarray, group: np.ndarray, n: in
         out[f"{name}_p{round(q * 100)}"] = row
 
 
-def _consecutive(rows: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def consecutive_pairs(rows: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of consecutive rows (in `rows` order) that belong to the same group."""
     same = group[rows[1:]] == group[rows[:-1]]
     return rows[:-1][same], rows[1:][same]
@@ -133,7 +137,7 @@ def keyboard_features(group, n, code, t, key) -> dict[str, np.ndarray]:
     released_at = np.full(len(t), np.nan)
     released_at[press] = t[release]
 
-    a, b = _consecutive(np.flatnonzero(down), group)
+    a, b = consecutive_pairs(np.flatnonzero(down), group)
     dd = t[b] - t[a]
     in_burst = dd < TYPING_PAUSE_MS
     g = group[b]
@@ -156,7 +160,7 @@ def mouse_features(group, n, code, t, x, y, button, duration) -> dict[str, np.nd
     """`duration`: each session's span in ms (first to last event of any kind)."""
     out: dict[str, np.ndarray] = {}
     moving = (code == _CODE["move"]) | (code == _CODE["drag"])
-    a, b = _consecutive(np.flatnonzero(moving), group)
+    a, b = consecutive_pairs(np.flatnonzero(moving), group)
     dx, dy, dt = x[b] - x[a], y[b] - y[a], t[b] - t[a]
     step = np.sqrt(dx * dx + dy * dy)  # px; np.hypot is 5x slower and equal to 1 ulp here
     g = group[b]

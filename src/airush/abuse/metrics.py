@@ -17,21 +17,28 @@ def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(f1[:-1]))])
 
 
+def ranking_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """ROC-AUC and PR-AUC (average precision); none when y_true holds a single class (nothing to rank)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    if not 0 < int(np.sum(y_true)) < len(y_true):
+        return {}
+    return {
+        "roc_auc": float(roc_auc_score(y_true, scores)),
+        "pr_auc": float(average_precision_score(y_true, scores)),
+    }
+
+
 def detection_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
-    """ROC-AUC, PR-AUC (average precision) and F1/precision/recall at `threshold` (score >= threshold = bot)."""
-    from sklearn.metrics import (
-        average_precision_score,
-        f1_score,
-        precision_score,
-        recall_score,
-        roc_auc_score,
-    )
+    """ROC-AUC, PR-AUC (average precision; NaN with a single class) and F1/precision/recall at `threshold`
+    (score >= threshold = bot)."""
+    from sklearn.metrics import f1_score, precision_score, recall_score
 
     y_pred = (scores >= threshold).astype(int)
-    both_classes = 0 < y_true.sum() < len(y_true)
     return {
-        "roc_auc": float(roc_auc_score(y_true, scores)) if both_classes else float("nan"),
-        "pr_auc": float(average_precision_score(y_true, scores)) if both_classes else float("nan"),
+        "roc_auc": float("nan"),
+        "pr_auc": float("nan"),
+        **ranking_metrics(y_true, scores),
         "f1": float(f1_score(y_true, y_pred, zero_division=0)),
         "precision": float(precision_score(y_true, y_pred, zero_division=0)),
         "recall": float(recall_score(y_true, y_pred, zero_division=0)),

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from airush.abuse.data import BUTTONS, EVENT_KINDS, KEY_EVENTS
+from airush.abuse.features import consecutive_pairs
 from airush.grouped import paired_next
 
 CONTINUOUS = ("dt_log", "dt_device_log", "ddt_log", "dx_slog", "dy_slog", "speed_log", "turn", "hold_log")
@@ -131,7 +132,7 @@ def session_sequences(
         values[device_rows[j], column["ddt_log"]] = np.log1p(np.abs(gap[j] - gap[j - 1]))
 
     positioned = np.flatnonzero(~is_key & np.isfinite(x) & np.isfinite(y))
-    prev, cur = _consecutive(positioned, group)
+    prev, cur = consecutive_pairs(positioned, group)
     dx, dy = x[cur] - x[prev], y[cur] - y[prev]
     values[cur, column["dx_slog"]] = np.sign(dx) * np.log1p(np.abs(dx))
     values[cur, column["dy_slog"]] = np.sign(dy) * np.log1p(np.abs(dy))
@@ -160,12 +161,6 @@ def _codes(column: pd.Series, index: dict[str, int]) -> np.ndarray:
         lookup = np.array([index.get(c, spare) for c in column.cat.categories] + [spare], dtype=np.int16)
         return lookup[column.cat.codes.to_numpy()]  # code -1 (missing) -> the spare entry at the end
     return column.map(index).fillna(spare).to_numpy(np.int16)
-
-
-def _consecutive(rows: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs of consecutive `rows` within the same session."""
-    same = group[rows[1:]] == group[rows[:-1]]
-    return rows[:-1][same], rows[1:][same]
 
 
 def _since_previous(t: np.ndarray, rows: np.ndarray, group: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from airush.abuse.metrics import (
     best_f1_threshold,
     detection_metrics,
     equal_error_rate,
+    ranking_metrics,
     recall_at_fpr,
     recall_by_kind,
 )
@@ -33,6 +34,7 @@ from airush.abuse.sequences import SessionSequences, session_sequences
 from airush.abuse.split import user_disjoint_split
 from airush.abuse.verification import AccountVerifier, action_table
 from airush.console import Stages
+from airush.devices import fit_devices
 from airush.errors import ConfigError
 from airush.fingerprint import frames_fingerprint
 
@@ -143,15 +145,11 @@ def split(prepared: PreparedSessions, cfg: DictConfig) -> SessionSplits:
         return _account_split(prepared)
     parts = user_disjoint_split(sessions, dict(cfg.task.split.ratios), seed=int(cfg.seed))
     return SessionSplits(
-        X={k: _rows(prepared.features, rows) for k, rows in parts.items()},
+        X={k: prepared.features.take(rows) for k, rows in parts.items()},  # DataFrame or SessionSequences
         y={k: sessions["label"].to_numpy()[rows] for k, rows in parts.items()},
         kind={k: sessions["kind"].to_numpy()[rows] for k, rows in parts.items()},
         session_id={k: sessions["session_id"].to_numpy()[rows] for k, rows in parts.items()},
     )
-
-
-def _rows(inputs: pd.DataFrame | SessionSequences, rows: np.ndarray) -> pd.DataFrame | SessionSequences:
-    return inputs.take(rows) if isinstance(inputs, SessionSequences) else inputs.iloc[rows]
 
 
 def _account_split(prepared: PreparedSessions) -> SessionSplits:
@@ -180,13 +178,8 @@ def fit(model, splits: SessionSplits, cfg: DictConfig, stages: Stages) -> None:
         return
     rounds = getattr(model, "num_boost_round", getattr(model, "max_epochs", 1))
     bar = stages.stage("train", total=int(rounds))
-    extra = {}
-    if getattr(model, "supports_distributed", False) or getattr(model, "supports_gpu", False):
-        from airush.devices import device_plan
-        from airush.run import choice_name
-
-        extra["devices"] = device_plan(cfg, choice_name(cfg, "model"), model)
-    model.fit(splits.X["train"], splits.y["train"], splits.X["valid"], splits.y["valid"], bar=bar, **extra)
+    X, y = splits.X, splits.y
+    model.fit(X["train"], y["train"], X["valid"], y["valid"], bar=bar, **fit_devices(cfg, model))
     bar.done()
 
 
@@ -204,7 +197,8 @@ def evaluate(
     else:
         valid_scores = model.predict_proba(splits.X["valid"])
         threshold = best_f1_threshold(splits.y["valid"], valid_scores)
-        valid_metrics = valid_ranking_metrics(splits.y["valid"], valid_scores)
+        # valid ROC-AUC / PR-AUC, for model selection (none when valid holds a single class)
+        valid_metrics = {f"valid_{k}": v for k, v in ranking_metrics(splits.y["valid"], valid_scores).items()}
         scores = model.predict_proba(splits.X["test"])
         session_ids = splits.session_id["test"]
     y, kind = splits.y["test"], splits.kind["test"]
@@ -221,15 +215,3 @@ def evaluate(
         importance.to_frame().to_csv(out_dir / "feature_importance.csv")
     save_evaluation_plots(y, scores, threshold, importance, out_dir)
     return metrics
-
-
-def valid_ranking_metrics(y_valid: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    """ROC-AUC and PR-AUC on valid; none when valid holds a single class (nothing to rank)."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    if not 0 < int(np.sum(y_valid)) < len(y_valid):
-        return {}
-    return {
-        "valid_roc_auc": float(roc_auc_score(y_valid, scores)),
-        "valid_pr_auc": float(average_precision_score(y_valid, scores)),
-    }

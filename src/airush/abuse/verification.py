@@ -21,8 +21,8 @@ def action_table(log: EventLog, pause_ms: float, min_events: int) -> tuple[pd.Da
     """(the mouse rows of events regrouped by action: `session_id` holds the action id, each action's
     session id). Actions are cut as in mouse_actions.py (MM / PC / DD); shorter than `min_events` rows
     they carry too little to score and are left out."""
-    events, session_ids = log.events, log.sessions["session_id"].to_numpy()
-    group = session_index(events["session_id"].to_numpy(), np.sort(session_ids))
+    events, session_ids = log.events, np.sort(log.sessions["session_id"].to_numpy())
+    group = session_index(events["session_id"].to_numpy(), session_ids)
     actions = segment_actions(
         group,
         event_codes(events["event"]),
@@ -34,7 +34,7 @@ def action_table(log: EventLog, pause_ms: float, min_events: int) -> tuple[pd.Da
     rows = actions.rows[kept[actions.action]]
     renumbered = np.repeat(np.arange(kept.sum(), dtype=np.int64), actions.size[kept])
     table = events.iloc[rows].assign(session_id=renumbered).reset_index(drop=True)
-    return table, np.sort(session_ids)[actions.session[kept]]
+    return table, session_ids[actions.session[kept]]
 
 
 PROBABILITY_FLOOR = 1e-6  # an action's P is clipped to [floor, 1 - floor]: no single action is certain

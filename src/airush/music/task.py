@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from airush.console import Stages
+from airush.devices import fit_devices
 from airush.errors import ConfigError
 from airush.fingerprint import frames_fingerprint
 from airush.music.data import Plays, filter_plays
@@ -44,14 +45,14 @@ class PlaySplits:
 
 def prepare(cfg: DictConfig, stages: Stages) -> PreparedPlays:
     plays: Plays = instantiate(cfg.data).load(seed=int(cfg.seed), stages=stages)
-    plays = filter_plays(plays, **_filter_settings(cfg.task.get("filter")))
-    if plays.interactions.empty:
-        raise ConfigError(f"task.filter {dict(cfg.task.filter)} leaves no interactions: lower its minimums")
     inter = plays.interactions
     # one row per (user, item): repeated rows add up their plays, keep the first timestamp
     plays.interactions = inter.groupby(["user", "item"], as_index=False, sort=True).agg(
         plays=("plays", "sum"), timestamp=("timestamp", "min")
     )
+    plays = filter_plays(plays, **_filter_settings(cfg.task.get("filter")))
+    if plays.interactions.empty:
+        raise ConfigError(f"task.filter {dict(cfg.task.filter)} leaves no interactions: lower its minimums")
     stats = {
         "users": plays.n_users,
         "items": plays.n_items,
@@ -113,12 +114,7 @@ def fit(model, splits: PlaySplits, cfg: DictConfig, stages: Stages) -> None:
         extra["item_features"] = splits.item_features
     if getattr(model, "uses_valid", False):
         extra["valid"] = splits.valid
-    if getattr(model, "supports_gpu", False):
-        from airush.devices import device_plan
-        from airush.run import choice_name
-
-        extra["devices"] = device_plan(cfg, choice_name(cfg, "model"), model)
-    model.fit(splits.train, bar=bar, **extra)
+    model.fit(splits.train, bar=bar, **extra, **fit_devices(cfg, model))
     bar.done()
 
 

@@ -39,6 +39,8 @@ def filter_plays(plays: Plays, min_user_items: int = 0, min_item_users: int = 0)
     """Drop users with fewer than `min_user_items` distinct items and items with fewer than `min_item_users`
     distinct users, repeated until both hold (a k-core, like RecBole's user/item_inter_num_interval), then
     renumber the survivors densely. Reduces a catalogue without sampling: the same input gives the same output."""
+    if not (min_user_items or min_item_users):
+        return plays
     inter = plays.interactions
     keep_users = np.ones(plays.n_users, bool)
     keep_items = np.ones(plays.n_items, bool)
