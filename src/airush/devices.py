@@ -135,12 +135,9 @@ def round_robin_devices(job_number: int, per_job: int, available: int) -> tuple[
 
 def sweep_job_number() -> int:
     """This job's number in a -m sweep (0 outside one)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
+    from airush.run import job_context
 
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return 0
-    return int(HydraConfig.get().job.num)
+    return int(job_context()["num"])
 
 
 def _cuda_bf16() -> bool:
