@@ -125,9 +125,12 @@ def test_ctrl_c_marks_the_run_killed(tmp_path, tracking_uri):
         "MLFLOW_TRACKING_URI": tracking_uri
     }
     big = ["task=music", "model=als", "model.iterations=10000", "data.n_users=2000", "data.n_items=2000"]
+    # as in a terminal: SIGINT at its default, even when this suite was started with it ignored (a shell's
+    # background job: bash sets SIG_IGN and Python then never raises KeyboardInterrupt)
     proc = subprocess.Popen(
-        [AIRUSH, *big], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        [AIRUSH, *big], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     deadline = time.monotonic() + 180
     try:
         # config_resolved.yaml is written inside the tracked run: the store is migrated and the run exists
