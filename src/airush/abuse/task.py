@@ -99,15 +99,18 @@ def prepare(cfg: DictConfig, stages: Stages) -> PreparedSessions:
         unit_session = unit_ids
     bar = stages.stage("features", total=extractor.n_chunks(events, unit_ids))
     features = extractor.transform(events, unit_ids, bar=bar)
-    stats = {
+    stats = log_stats(log) | {"feature_rows": len(features), "features": features.shape[1]}
+    return PreparedSessions(log, features, unit_session, frames_fingerprint(log.events, log.sessions), stats)
+
+
+def log_stats(log: EventLog) -> dict[str, int]:
+    """What every abuse run logs about its data, whatever the model's inputs."""
+    return {
         "events": log.n_events,
         "sessions": len(log.sessions),
         "users": int(log.sessions["user_id"].nunique()),
         "positives": int(log.sessions["label"].sum()),
-        "feature_rows": len(features),
-        "features": features.shape[1],
     }
-    return PreparedSessions(log, features, unit_session, frames_fingerprint(log.events, log.sessions), stats)
 
 
 def _prepare_sequences(cfg: DictConfig, log: EventLog, stages: Stages) -> PreparedSessions:
@@ -120,11 +123,7 @@ def _prepare_sequences(cfg: DictConfig, log: EventLog, stages: Stages) -> Prepar
         mouse=bool(cfg.features.get("mouse", True)),
     )
     bar.advance()
-    stats = {
-        "events": log.n_events,
-        "sessions": len(log.sessions),
-        "users": int(log.sessions["user_id"].nunique()),
-        "positives": int(log.sessions["label"].sum()),
+    stats = log_stats(log) | {
         "sequence_events": len(sequences.values),
         "sequence_channels": len(sequences.channels),
     }
