@@ -22,12 +22,6 @@ from airush.errors import UserError
 
 from conftest import SMALL, run_airush
 
-DATA_TARGETS = {
-    "synthetic_music": "airush.music.data.synthetic.SyntheticPlays",
-    "lastfm": "airush.music.data.lastfm.LastFMHetRec",
-    "synthetic_abuse": "airush.abuse.data.synthetic.SyntheticSessions",
-}
-
 
 def record(
     uri: str,
@@ -38,6 +32,7 @@ def record(
     *,
     model_params: dict[str, object] | None = None,
     data: str | None = None,
+    data_params: dict[str, object] | None = None,
     experiment: str | None = None,
     status: str = "FINISHED",
     tags: dict[str, str] | None = None,
@@ -48,7 +43,7 @@ def record(
     config = {
         "task": {"name": task},
         "model": {**option_config("model", model), **(model_params or {})},
-        "data": {"_target_": DATA_TARGETS[data], "n_users": 300},
+        "data": {**option_config("data", data), "n_users": 300, **(data_params or {})},
         "seed": seed,
         "paths": {"run_dir": f"/tmp/runs/{time.time_ns()}"},
         "mlflow": {"tracking_uri": uri, "experiment": experiment or task},
@@ -56,6 +51,7 @@ def record(
     params = tracking.flatten(config) | {"dataset.interactions": str(1000 + seed)}
     overrides = [f"task={task}", f"model={model}", f"seed={seed}"]
     overrides += [f"model.{k}={v}" for k, v in (model_params or {}).items()]
+    overrides += [f"data.{k}={v}" for k, v in (data_params or {}).items()]
     client, experiment_id = tracking.open_experiment(uri, experiment or task, None)
     run_tags = {
         "airush.task": task,
@@ -223,14 +219,92 @@ def test_filters_by_experiment_data_and_tag(tracking_uri, capsys):
     def models(*args: str) -> list[str]:
         return [r["model"] for t in board(tracking_uri, capsys, *args)["tables"] for r in t["rows"]]
 
-    assert models() == ["ease", "als", "pop"]
+    assert models() == ["als", "ease", "pop"]  # lastfm's table, then synthetic_music's
     assert models("--experiment", "baseline") == ["pop"]
-    assert models("--experiment", "baseline", "music") == ["ease", "als", "pop"]
+    assert models("--experiment", "baseline", "music") == ["als", "ease", "pop"]
     assert models("--data", "lastfm") == ["als"]
     assert models("--data", "synthetic_music") == ["ease", "pop"]
     assert models("--tag", "owner=kim") == ["als"]
     assert models("--tag", "owner=lee") == []
     assert models("--task", "abuse") == []
+
+
+def test_a_model_row_compares_like_with_like_one_table_per_data_setup(tracking_uri, capsys, wide_console):
+    """Toy data (fewer users) scores higher: its runs must not rank against the default data's, nor lastfm's.
+    Seeds still pool into one row per setup."""
+    for seed in (1, 2):
+        record(tracking_uri, "music", "pop", seed, {"ndcg_at_10": 0.05 + seed / 100})
+        record(tracking_uri, "music", "als", seed, {"ndcg_at_10": 0.10}, data_params={"n_users": 50})
+    record(tracking_uri, "music", "als", 1, {"ndcg_at_10": 0.04})
+    record(tracking_uri, "music", "ease", 1, {"ndcg_at_10": 0.3}, data="lastfm")
+    record(tracking_uri, "music", "pop", 1, {"ndcg_at_10": 0.02}, data_params={"n_users": 50, "n_items": 90})
+    tables = board(tracking_uri, capsys)["tables"]
+    shown = {(t["data"], t["data_params"]): [(r["model"], r["n"]) for r in t["rows"]] for t in tables}
+    assert shown == {
+        ("lastfm", ""): [("ease", 1)],
+        ("synthetic_music", "data.n_users=300 data.n_items=4000"): [("pop", 2), ("als", 1)],
+        ("synthetic_music", "data.n_users=50 data.n_items=4000"): [("als", 2)],
+        ("synthetic_music", "data.n_users=50 data.n_items=90"): [("pop", 1)],
+    }
+    assert all(r["data_params"] == t["data_params"] for t in tables for r in t["rows"])
+    assert "data.n_users" not in " ".join(r["key_params"] for t in tables for r in t["rows"])
+
+    assert leaderboard.main(["--tracking-uri", tracking_uri]) == 0
+    out = capsys.readouterr().out
+    assert "music · lastfm · by ndcg_at_10 (higher is better)" in out
+    title = "music · synthetic_music (data.n_users=300 data.n_items=4000) · by ndcg_at_10"
+    assert title in out and out.index(title) < out.index("0.0650 ± 0.0071 (2)") < out.index("0.0400 (1)")
+
+    assert leaderboard.main(["--tracking-uri", tracking_uri, "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("task,rank,run_id,model,data,data_params,key_params,")
+    assert sum(",synthetic_music,data.n_users=300 data.n_items=4000," in line for line in lines) == 2
+
+
+def test_setup_params_are_the_data_and_the_split_not_seed_paths_or_reporting():
+    setup_keys = [
+        "data.n_users",
+        "data.users",
+        "task.split.method",
+        "task.filter.min_user_items",
+        "task.scope",
+    ]
+    assert all(leaderboard.is_setup_key(k) for k in setup_keys)
+    other = ["seed", "data.root", "data.cache_dir", "task.ks", "task.recommend.top_n", "task.impostor_ratio"]
+    assert not any(leaderboard.is_setup_key(k) for k in [*other, "dataset.users", "model.factors"])
+
+
+def test_filters_that_match_nothing_say_which(tracking_uri, capsys, wide_console):
+    def shown(*args: str) -> str:
+        assert leaderboard.main(["--tracking-uri", tracking_uri, *args]) == 0
+        return capsys.readouterr().out.strip()
+
+    assert shown() == f"no airush runs in {tracking_uri} yet"
+    record(tracking_uri, "music", "pop", 1, {"ndcg_at_10": 0.1})
+    record(tracking_uri, "music", "als", 1, {"ndcg_at_10": 0.2}, data="lastfm", tags={"owner": "kim"})
+    assert shown("--tag", "owner=lee") == "no runs match --tag owner=lee"
+    assert (
+        shown("--task", "abuse", "--tag", "owner=kim")
+        == "no runs match --task abuse (tasks in this store: music)"
+    )
+    together = "no runs match --data synthetic_music and --tag owner=kim together (each matches some runs)"
+    assert shown("--data", "synthetic_music", "--tag", "owner=kim") == together
+    message = "no runs match --data nonsense; data sets in this store: lastfm, synthetic_music"
+    with pytest.raises(UserError, match=f"^{message}$"):
+        leaderboard.main(["--tracking-uri", tracking_uri, "--data", "nonsense", "--format", "json"])
+    assert leaderboard.main(["--tracking-uri", tracking_uri, "--tag", "owner=lee", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["tables"] == []
+    assert captured.err == "airush leaderboard: no runs match --tag owner=lee\n"
+
+
+def test_long_floats_are_compact_in_the_table_only(tracking_uri, capsys, wide_console):
+    params = {"regularization": 0.012345678901234567, "alpha": 2.5, "factors": 96}
+    record(tracking_uri, "music", "als", 1, {"ndcg_at_10": 0.1}, model_params=params)
+    assert leaderboard.main(["--tracking-uri", tracking_uri]) == 0
+    assert "alpha=2.5 factors=96 regularization=0.01235 " in capsys.readouterr().out
+    (row,) = board(tracking_uri, capsys)["tables"][0]["rows"]
+    assert row["key_params"] == "alpha=2.5 factors=96 regularization=0.012345678901234567"
 
 
 @pytest.mark.parametrize(
@@ -279,18 +353,44 @@ def test_a_sigkilled_job_leaves_a_running_run_reported_dead(tracking_uri, capsys
     assert "dead runs" in out and started[:8] in out and str(job.pid) in out
 
 
+def test_a_sweep_parent_left_running_by_a_killed_sweep_is_dead_in_leaderboard_and_compare(
+    tracking_uri, capsys
+):
+    """Parents carry the launching process's host and pid (no task, model or params of their own)."""
+    job = subprocess.Popen(["sleep", "60"])
+    client, experiment_id = tracking.open_experiment(tracking_uri, "music", None)
+    tags = {"airush.sweep": "parent", "airush.host": socket.gethostname(), "airush.pid": str(job.pid)}
+    parent = client.create_run(experiment_id, run_name="sweep", tags=tags).info.run_id
+    child = record(tracking_uri, "music", "pop", 1, {}, status="RUNNING", tags={"mlflow.parentRunId": parent})
+    os.kill(job.pid, signal.SIGKILL)
+    job.wait()
+    result = board(tracking_uri, capsys)
+    assert result["running"] == 2  # the child is this live test process
+    assert [(d["run_id"], d["task"], d["model"]) for d in result["dead"]] == [
+        (parent, "music", "sweep parent")
+    ]
+    assert board(tracking_uri, capsys, "--task", "abuse")["running"] == 0  # goes with its children's filters
+    runs = [client.get_run(parent), client.get_run(child)]
+    provenance = {name: values for name, values, _ in compare.provenance_rows(runs)}
+    assert provenance["status"] == ["RUNNING (dead)", "RUNNING"]
+    assert provenance["model"] == ["sweep parent", "pop"]
+
+
 def test_table_and_csv_output(music_runs, capsys, wide_console):
     uri, ids = music_runs
     assert leaderboard.main(["--tracking-uri", uri]) == 0
     out = capsys.readouterr().out
-    assert "music · by ndcg_at_10 (higher is better)" in out
+    assert "music · synthetic_music (data.n_users=300) · by ndcg_at_10 (higher is better)" in out
     assert "0.2150 ± 0.0212 (2)" in out and ids["als", 128][1][:8] in out
     assert out.index("ease") < out.index("als") < out.index("pop")
     assert "running: 1 · failed or killed: 2 (not ranked)" in out
     assert leaderboard.main(["--tracking-uri", uri, "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("task,rank,run_id,model,data,key_params,metric,mean,std,n,seeds,run_ids")
-    assert lines[2].startswith(f"music,2,{ids['als', 128][1]},als,synthetic_music,factors=128,ndcg_at_10,")
+    header = "task,rank,run_id,model,data,data_params,key_params,metric,mean,std,n,seeds,run_ids"
+    assert lines[0].startswith(header)
+    assert lines[2].startswith(
+        f"music,2,{ids['als', 128][1]},als,synthetic_music,data.n_users=300,factors=128,ndcg_at_10,"
+    )
 
 
 def test_compare_params_provenance_and_metrics(tracking_uri):
@@ -300,11 +400,7 @@ def test_compare_params_provenance_and_metrics(tracking_uri):
     client = mlflow.MlflowClient(tracking_uri)
     runs = [client.get_run(a), client.get_run(b)]
     params = dict(compare.differing_params(runs))
-    assert params == {
-        "dataset.interactions": ["1001", "1002"],
-        "model.num_leaves": ["31", "63"],
-        "seed": ["1", "2"],
-    }
+    assert params == {"dataset.interactions": ["1001", "1002"], "model.num_leaves": ["31", "63"]}
     every = dict(compare.differing_params(runs, show_all=True))
     assert "model.learning_rate" in every and not any(k.startswith(("paths.", "mlflow.")) for k in every)
     metrics = {name: (values, best) for name, values, best in compare.metric_rows(runs)}
@@ -315,6 +411,7 @@ def test_compare_params_provenance_and_metrics(tracking_uri):
     assert provenance["git.commit"] == (["abc123", "abc123"], False)
     assert provenance["data.fingerprint"] == (["fp1", "fp2"], True)
     assert provenance["status"] == (["FINISHED", "FINISHED"], False)
+    assert provenance["seed"] == (["1", "2"], True)  # here, not again among the params
 
 
 def test_compare_resolves_prefixes_and_refuses_unknown_ids(tracking_uri, capsys, wide_console):
@@ -323,8 +420,14 @@ def test_compare_resolves_prefixes_and_refuses_unknown_ids(tracking_uri, capsys,
     assert compare.main(["--tracking-uri", tracking_uri, a[:8], b]) == 0
     out = capsys.readouterr().out
     assert "model._target_" in out and "ndcg_at_10" in out and "paths.run_dir" not in out
-    with pytest.raises(UserError, match=r"^no MLflow run whose id starts with 'ffffzzz'$"):
-        compare.main(["--tracking-uri", tracking_uri, a, "ffffzzz"])
+    with pytest.raises(UserError, match=r"^no MLflow run whose id starts with 'ffff0'$"):
+        compare.main(["--tracking-uri", tracking_uri, a, "ffff0"])
+    with pytest.raises(UserError, match=r"^'4564-94' is not a run id: run ids are hexadecimal \(0-9, a-f\)$"):
+        compare.main(["--tracking-uri", tracking_uri, a, "4564-94"])
+    with pytest.raises(
+        UserError, match=r"^run id 'abc' is too short: give the full id or a prefix of at least"
+    ):
+        compare.main(["--tracking-uri", tracking_uri, a, "abc"])
     with pytest.raises(UserError, match=rf"^no MLflow run '{'0' * 32}' in this store$"):
         compare.main(["--tracking-uri", tracking_uri, a, "0" * 32])
     with pytest.raises(UserError, match="give two or more run ids"):
@@ -361,6 +464,15 @@ def test_cli_sweep_then_leaderboard_and_compare(tmp_path, tracking_uri):
     for row in table["rows"]:
         assert row["mean"] == pytest.approx(statistics.fmean(scores[row["model"]]))
     ids = [row["run_id"] for row in table["rows"]]
+
+    toy = ["task=music", "model=ease", "seed=1", "data.n_users=200", *SMALL["music"][1:]]
+    assert run_airush(toy, cwd=tmp_path, tracking_uri=tracking_uri).returncode == 0
+    as_json = run_airush(["leaderboard", "--format", "json"], cwd=tmp_path, tracking_uri=tracking_uri)
+    tables = {t["data_params"]: t["rows"] for t in json.loads(as_json.stdout)["tables"]}
+    small, smaller = (f"data.n_users={n} data.n_items=400 data.n_artists=40" for n in (300, 200))
+    assert set(tables) == {small, smaller}  # what sets them off conf/data/synthetic_music.yaml
+    assert [r["model"] for r in tables[small]] == ranked  # the run on other data ranks on its own
+    assert [(r["model"], r["n"]) for r in tables[smaller]] == [("ease", 1)]
 
     compared = run_airush(["compare", ids[0][:8], ids[1], "--tracking-uri", tracking_uri], cwd=tmp_path)
     assert compared.returncode == 0, compared.stderr

@@ -6,11 +6,20 @@ Run ids may be shortened to any unique prefix (the leaderboard shows 8 character
 from __future__ import annotations
 
 import argparse
+import string
 from typing import Any
 
 from airush.errors import UserError
 from airush.leaderboard import NOT_CONFIG_KEYS, direction
-from airush.store import OneLineParser, default_tracking_uri, experiments, open_store, store_error
+from airush.store import (
+    OneLineParser,
+    default_tracking_uri,
+    experiments,
+    model_of,
+    open_store,
+    seed_of,
+    store_error,
+)
 
 # Params that only say where a run wrote; everything else that differs is shown.
 NOISE_PREFIXES = ("paths.", "mlflow.", "hydra.")
@@ -23,13 +32,15 @@ def resolve_run(client, ref: str, experiment_ids: list[str]):
     from mlflow.exceptions import MlflowException
 
     ref = ref.strip().lower()
+    if not ref or not set(ref) <= set(string.hexdigits):
+        raise UserError(f"'{ref}' is not a run id: run ids are hexadecimal (0-9, a-f)")
     if len(ref) == RUN_ID_LENGTH:
         try:
             return client.get_run(ref)
         except MlflowException:
             raise UserError(f"no MLflow run '{ref}' in this store") from None
-    if len(ref) < 4 or not ref.isalnum():
-        raise UserError(f"run id '{ref}': give the full id or a prefix of at least 4 characters")
+    if len(ref) < 4:
+        raise UserError(f"run id '{ref}' is too short: give the full id or a prefix of at least 4 characters")
     found = (
         client.search_runs(experiment_ids, f"attributes.run_id LIKE '{ref}%'", max_results=3)
         if experiment_ids
@@ -44,11 +55,12 @@ def resolve_run(client, ref: str, experiment_ids: list[str]):
 
 
 def differing_params(runs: list, show_all: bool = False) -> list[tuple[str, list[str | None]]]:
-    """(param, value per run) for params whose values differ (a missing param counts as a value)."""
+    """(param, value per run) for params whose values differ (a missing param counts as a value); the seed is
+    in `provenance_rows`."""
     keys = sorted({k for r in runs for k in r.data.params})
     rows = []
     for key in keys:
-        if key in NOT_CONFIG_KEYS - {"seed"} or key.startswith(NOISE_PREFIXES):
+        if key in NOT_CONFIG_KEYS or key.startswith(NOISE_PREFIXES):
             continue
         values = [r.data.params.get(key) for r in runs]
         if show_all or len(set(values)) > 1:
@@ -73,15 +85,16 @@ def metric_rows(runs: list) -> list[tuple[str, list[float | None], set[int]]]:
 
 
 def provenance_rows(runs: list) -> list[tuple[str, list[str], bool]]:
-    """(what, value per run, differs?) for status, experiment, code and data identity."""
+    """(what, value per run, differs?) for status, model, seed, code and data identity. A RUNNING run whose
+    process is gone is "RUNNING (dead)", as `airush leaderboard` calls it (sweep parents too)."""
     from airush.tracking import run_is_dead
 
     def status(run) -> str:
         return "RUNNING (dead)" if run_is_dead(run) else run.info.status
 
     rows = [("status", [status(r) for r in runs])]
-    rows += [("model", [r.data.tags.get("airush.model", "?") for r in runs])]
-    rows += [("seed", [r.data.tags.get("seed") or r.data.params.get("seed", "?") for r in runs])]
+    rows += [("model", [model_of(r) for r in runs])]
+    rows += [("seed", [seed_of(r) for r in runs])]
     rows += [(tag, [r.data.tags.get(tag, "?") for r in runs]) for tag in PROVENANCE]
     return [(name, values, len(set(values)) > 1) for name, values in rows]
 

@@ -1,8 +1,10 @@
 """`airush leaderboard`: the best recorded runs per task, ranked by the task's primary metric.
 
 Runs that share a config except the seed form one group, shown as mean ± std over its seeds (one run per seed:
-the latest), so a lucky seed does not top the board. By default each model keeps its best group; FAILED and
-KILLED runs are left out, RUNNING ones only counted, with those whose process is gone called dead.
+the latest), so a lucky seed does not top the board. Groups are ranked only against groups with the same data
+setup (one table each): the same data and the same params that decide the test set. By default each model keeps
+its best group per setup; FAILED and KILLED runs are left out, RUNNING ones (sweep parents too) only counted,
+with those whose process is gone called dead.
 """
 
 from __future__ import annotations
@@ -16,12 +18,24 @@ import statistics
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from airush.errors import UserError
-from airush.leaderboard_output import print_footer, print_tables, write_csv
-from airush.store import OneLineParser, default_tracking_uri, experiments, open_store, search_all, store_error
+from airush.leaderboard_output import date_text, dead_row, print_footer, print_tables, write_csv
+from airush.store import (
+    OneLineParser,
+    data_name,
+    default_tracking_uri,
+    experiments,
+    is_sweep_parent,
+    no_match,
+    open_store,
+    run_filters,
+    search_all,
+    seed_of,
+    store_error,
+    task_of,
+)
 
 # Fallbacks for runs recorded before the `airush.primary_metric` tag; the tag wins.
 PRIMARY = {"abuse": "roc_auc", "music": "ndcg_at_10"}
@@ -31,6 +45,18 @@ NOT_CONFIG_PREFIXES = ("paths.", "mlflow.", "hydra.", "dataset.")
 NOT_CONFIG_KEYS = {"seed", "resume", "run_dir"}
 # Overrides already shown elsewhere in a row (model and data columns, model params, the seed).
 NOT_KEY_OVERRIDES = {"task", "model", "data", "seed", "lr", "resume"}
+# A data setup is the data's params and the task's; not these, which say where the data lives or change only
+# training or reporting. Everything else (split, k-core filter, scope, ...) changes what the test set is.
+NOT_SETUP = (
+    "data.root",
+    "data.cache_dir",
+    "task.name",
+    "task.primary_metric",
+    "task.ks",
+    "task.eval_batch_users",
+    "task.recommend",
+    "task.impostor_ratio",
+)
 _LOWER_IS_BETTER = re.compile(r"(^|_)(eer|loss|logloss|fpr|fnr|error|rmse|mae)$")
 # Counts and settings, not scores: neither value is better.
 _NO_DIRECTION = re.compile(r"(^|_)(threshold|users|items|interactions|evaluated|share)$|^mean_popularity")
@@ -48,44 +74,38 @@ def higher_is_better(metric: str) -> bool:
     return direction(metric) >= 0
 
 
-def run_filter(task: str | None, tags: list[str]) -> str:
-    """MLflow filter string for --task and --tag KEY=VALUE (ANDed)."""
-    clauses = [f"tags.`airush.task` = '{task}'"] if task else []
-    for tag in tags:
-        key, sep, value = tag.partition("=")
-        if not sep or not key or "`" in key:
-            raise UserError(f"--tag takes KEY=VALUE (e.g. --tag git.dirty=false), got '{tag}'")
-        clauses.append(f"tags.`{key}` = '{value.replace(chr(39), chr(39) * 2)}'")
-    return " and ".join(clauses)
+def is_setup_key(key: str) -> bool:
+    return key.startswith(("data.", "task.")) and not any(
+        key == other or key.startswith(other + ".") for other in NOT_SETUP
+    )
 
 
-def task_of(run) -> str | None:
-    return run.data.tags.get("airush.task") or run.data.params.get("task.name")
+def data_setup(run) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """(data name, its setup params): runs with equal setups are tested on the same kind of test set. The seed
+    is not part of it (it also draws synthetic data), nor the data fingerprint: mean ± std is over seeds."""
+    return data_name(run), tuple(sorted((k, v) for k, v in run.data.params.items() if is_setup_key(k)))
 
 
-def is_sweep_parent(run) -> bool:
-    return run.data.tags.get("airush.sweep") == "parent"
-
-
-def data_name(run) -> str:
-    """The data config a run used (`synthetic_music`), from its `data._target_` param: the conf/data option
-    with that target when exactly one has it, else the module name."""
-    if "airush.data" in run.data.tags:
-        return run.data.tags["airush.data"]
-    target = run.data.params.get("data._target_", "")
-    options = _data_options_by_target().get(target, [])
-    if len(options) == 1:
-        return options[0]
-    return target.rsplit(".", 2)[-2] if target.count(".") >= 2 else target or "?"
-
-
-def _data_options_by_target() -> dict[str, list[str]]:
+def setup_labels(task: str, setups: list[tuple[str, tuple]]) -> dict[tuple, str]:
+    """Per data setup, the params that set it apart: those off the yaml defaults (conf/data/<data>.yaml,
+    conf/task/<task>.yaml), and any on which setups of the same data disagree ("" for the defaults alone)."""
     from airush.choices import group_options, option_config
+    from airush.tracking import flatten
 
-    out: dict[str, list[str]] = {}
-    for option in group_options("data"):
-        out.setdefault(str(option_config("data", option).get("_target_", "")), []).append(option)
-    return out
+    task_yaml = option_config("task", task).get("task", {}) if task in group_options("task") else {}
+    labels = {}
+    for name in {data for data, _ in setups}:
+        same = [setup for setup in setups if setup[0] == name]
+        params = [dict(setup[1]) for setup in same]
+        data_yaml = option_config("data", name) if name in group_options("data") else {}
+        defaults = flatten({"data": data_yaml, "task": task_yaml})
+        keys = {k for p in params for k, v in p.items() if k in defaults and not _same_value(v, defaults[k])}
+        keys |= {k for p in params for k in p if len({other.get(k) for other in params}) > 1}
+        order = {k: i for i, k in enumerate(defaults)}  # as the yaml lists them
+        keys = sorted(keys, key=lambda k: (order.get(k, len(order)), k))
+        for setup, p in zip(same, params, strict=True):
+            labels[setup] = " ".join(f"{k}={p.get(k, '—')}" for k in keys)
+    return labels
 
 
 def config_key(params: dict[str, str]) -> str:
@@ -96,13 +116,9 @@ def config_key(params: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def seed_of(run) -> str:
-    return run.data.tags.get("seed") or run.data.params.get("seed", "?")
-
-
 def key_params(run) -> str:
     """What sets this config apart: the model's params that differ from its yaml defaults, then the other
-    command-line overrides (data, features, task settings)."""
+    command-line overrides (features, task settings) but those of the data setup, which heads the table."""
     from airush.choices import group_options, option_config
 
     model = run.data.tags.get("airush.model", "")
@@ -115,7 +131,9 @@ def key_params(run) -> str:
     ]
     for override in run.data.tags.get("hydra.overrides", "").split():
         key = override.lstrip("+~").split("=", 1)[0]
-        if key not in NOT_KEY_OVERRIDES and not key.startswith(("model.", "mlflow.", "hydra.", "paths.")):
+        if key in NOT_KEY_OVERRIDES or is_setup_key(key):
+            continue
+        if not key.startswith(("model.", "mlflow.", "hydra.", "paths.")):
             parts.append(override)
     return " ".join(parts)
 
@@ -149,9 +167,13 @@ class Group:
 
     task: str
     model: str
-    data: str
+    setup: tuple[str, tuple]  # see data_setup
     metric: str
     runs: list = field(default_factory=list)
+
+    @property
+    def data(self) -> str:
+        return self.setup[0]
 
     @property
     def values(self) -> list[float]:
@@ -194,12 +216,13 @@ def group_runs(runs: Iterable, metric: str) -> list[Group]:
     for (task, _), seeds in by_config.items():
         first = next(iter(seeds.values()))
         model = first.data.tags.get("airush.model", "?")
-        groups.append(Group(task, model, data_name(first), metric, sorted(seeds.values(), key=seed_of)))
+        groups.append(Group(task, model, data_setup(first), metric, sorted(seeds.values(), key=seed_of)))
     return groups
 
 
 def rank_groups(groups: list[Group], best_per_model: bool = True) -> list[Group]:
-    """Best first by the metric's direction (ties: more seeds, then newer); optionally one group per model."""
+    """Best first by the metric's direction (ties: more seeds, then newer); optionally one group per model.
+    Give it the groups of one data setup: scores on other data do not compare."""
     sign = 1 if not groups or higher_is_better(groups[0].metric) else -1
     ranked = sorted(groups, key=lambda g: (-sign * g.mean, -len(g.runs), -g.latest_start_ms))
     if not best_per_model:
@@ -213,9 +236,19 @@ def rank_groups(groups: list[Group], best_per_model: bool = True) -> list[Group]
     return out
 
 
-def board_rows(groups: list[Group], experiment_names: dict[str, str]) -> list[dict[str, Any]]:
-    """Ranked groups as plain rows (what --format csv/json prints and the table shows); `run_id` is the best
-    seed's run, `date` the group's latest start."""
+def by_setup(groups: list[Group]) -> dict[tuple, list[Group]]:
+    """Groups per data setup, setups by data name, then the most recently run first."""
+    out: dict[tuple, list[Group]] = {}
+    for group in sorted(groups, key=lambda g: (g.data, -g.latest_start_ms)):
+        out.setdefault(group.setup, []).append(group)
+    return out
+
+
+def board_rows(
+    groups: list[Group], experiment_names: dict[str, str], data_params: str
+) -> list[dict[str, Any]]:
+    """Ranked groups of one data setup as plain rows (what --format csv/json prints and the table shows);
+    `run_id` is the best seed's run, `date` the group's latest start, `data_params` the setup's label."""
     rows = []
     for rank, group in enumerate(groups, 1):
         best = group.best_run
@@ -225,6 +258,7 @@ def board_rows(groups: list[Group], experiment_names: dict[str, str]) -> list[di
             "run_id": best.info.run_id,
             "model": group.model,
             "data": group.data,
+            "data_params": data_params,
             "key_params": key_params(best),
             "metric": group.metric,
             "mean": group.mean,
@@ -236,7 +270,7 @@ def board_rows(groups: list[Group], experiment_names: dict[str, str]) -> list[di
         for name in HEADLINE.get(group.task, ()):
             if name != group.metric:
                 row[name] = group.mean_of(name)
-        row["date"] = _date(group.latest_start_ms)
+        row["date"] = date_text(group.latest_start_ms)
         row["experiment"] = experiment_names.get(best.info.experiment_id, best.info.experiment_id)
         rows.append(row)
     return rows
@@ -248,13 +282,17 @@ def running_runs(runs: Iterable) -> tuple[list, list]:
 
     alive, dead = [], []
     for run in runs:
-        if run.info.status == "RUNNING" and not is_sweep_parent(run):
+        if run.info.status == "RUNNING":
             (dead if run_is_dead(run) else alive).append(run)
     return alive, dead
 
 
-def _date(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
+def parent_tasks(children: Iterable) -> dict[str, str]:
+    """{sweep parent's run id: task} for these runs' parents; a parent records no task, data or config of its
+    own, so it goes with its children through the filters."""
+    return {
+        r.data.tags["mlflow.parentRunId"]: task_of(r) for r in children if "mlflow.parentRunId" in r.data.tags
+    }
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -268,7 +306,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="repeatable")
     parser.add_argument("--metric", help="rank by this metric (default: the task's primary metric)")
     parser.add_argument("--all", action="store_true", help="every config, not only each model's best")
-    parser.add_argument("--top", type=_positive, metavar="N", help="at most N rows per task")
+    parser.add_argument("--top", type=_positive, metavar="N", help="at most N rows per table")
     parser.add_argument("--show-dead", action="store_true", help="list RUNNING runs whose process is gone")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
     parser.add_argument(
@@ -290,58 +328,63 @@ def main(argv: list[str]) -> int:
     from mlflow.exceptions import MlflowException
 
     try:
-        names = experiments(client, args.experiment)
-        runs = search_all(client, names, run_filter(args.task, args.tag))
+        names = experiments(client, None)
+        selected = experiments(client, args.experiment) if args.experiment else names
+        every_run = search_all(client, names)  # all of them: to say which filter matched nothing
     except MlflowException as err:
         raise store_error(uri, err) from None
-    runs = [r for r in runs if task_of(r) and not is_sweep_parent(r)]
-    if args.data:
-        runs = [r for r in runs if args.data in (data_name(r), r.data.params.get("data._target_"))]
+    airush_runs = [r for r in every_run if task_of(r) and not is_sweep_parent(r)]
+    filters = run_filters(selected if args.experiment else None, args.task, args.data, args.tag)
+    runs = [r for r in airush_runs if all(keep(r) for _, keep in filters)]
+    if not airush_runs:
+        from airush.tracking import redact_uri
+
+        message = f"no airush runs in {redact_uri(uri)} yet"
+    else:
+        message = None if runs else no_match(filters, airush_runs)
 
     tables = []
-    for task in [args.task] if args.task else sorted({task_of(r) for r in runs}):
+    for task in sorted({task_of(r) for r in runs}):
         task_runs = [r for r in runs if task_of(r) == task]
         metric = args.metric or _primary_metric(task, task_runs)
-        groups = rank_groups(group_runs(task_runs, metric), best_per_model=not args.all)
-        rows = board_rows(groups[: args.top] if args.top else groups, names)
-        tables.append(
-            {"task": task, "metric": metric, "higher_is_better": higher_is_better(metric), "rows": rows}
-        )
+        board = {"task": task, "metric": metric, "higher_is_better": higher_is_better(metric)}
+        setups = by_setup(group_runs(task_runs, metric))
+        labels = setup_labels(task, list(setups))
+        for setup, groups in setups.items():
+            ranked = rank_groups(groups, best_per_model=not args.all)[: args.top]
+            rows = board_rows(ranked, names, labels[setup])
+            tables.append({**board, "data": setup[0], "data_params": labels[setup], "rows": rows})
+        if not setups:
+            tables.append({**board, "data": None, "data_params": "", "rows": []})
     if args.metric and runs and not any(t["rows"] for t in tables):
         recorded = sorted({m for r in runs for m in r.data.metrics})
         raise UserError(f"no finished run has metric '{args.metric}'; recorded: {', '.join(recorded)}")
-    alive, dead = running_runs(runs)
+    tasks_of_parents = parent_tasks(runs)
+    # parents that record their launcher's pid, like runs do (older ones cannot be checked: left out)
+    parents = [r for r in every_run if r.info.run_id in tasks_of_parents and "airush.pid" in r.data.tags]
+    alive, dead = running_runs([*runs, *parents])
+    dead_rows = [dead_row(r, names, tasks_of_parents.get(r.info.run_id)) for r in dead]
     failed = sum(r.info.status in ("FAILED", "KILLED") for r in runs)
 
+    if args.format == "table":
+        print_tables(tables, HEADLINE, message)
+        print_footer(len(alive), dead_rows, failed, args.show_dead)
+        return 0
+    if message:
+        print(f"airush leaderboard: {message}", file=sys.stderr)
     if args.format == "json":
         payload = {
             "tables": tables,
             "running": len(alive) + len(dead),
-            "dead": [dead_row(r, names) for r in dead],
+            "dead": dead_rows,
             "failed_or_killed": failed,
         }
         sys.stdout.write(json.dumps(payload, indent=1) + "\n")
-    elif args.format == "csv":
-        write_csv([row for t in tables for row in t["rows"]], sys.stdout)
     else:
-        print_tables(tables, uri, HEADLINE)
-        print_footer(len(alive), [dead_row(r, names) for r in dead], failed, args.show_dead)
+        write_csv([row for t in tables for row in t["rows"]], sys.stdout)
     return 0
 
 
 def _primary_metric(task: str, runs: list) -> str:
     tagged = [r.data.tags["airush.primary_metric"] for r in runs if "airush.primary_metric" in r.data.tags]
     return max(set(tagged), key=tagged.count) if tagged else PRIMARY.get(task, "")
-
-
-def dead_row(run, names: dict[str, str]) -> dict[str, str]:
-    tags = run.data.tags
-    return {
-        "run_id": run.info.run_id,
-        "task": task_of(run) or "?",
-        "model": tags.get("airush.model", "?"),
-        "experiment": names.get(run.info.experiment_id, run.info.experiment_id),
-        "host": tags.get("airush.host", "?"),
-        "pid": tags.get("airush.pid", "?"),
-        "started": _date(run.info.start_time),
-    }

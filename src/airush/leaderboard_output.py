@@ -1,38 +1,56 @@
-"""How `airush leaderboard` shows its tables: rich tables in a terminal, or CSV."""
+"""How `airush leaderboard` shows its tables: rich tables in a terminal, or CSV; the dead runs' rows."""
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Any
+
+from airush.store import model_of, task_of
+
+# A decimal with 5+ digits after the point after `key=` (Optuna's 0.012345678901234567), up to a space.
+_LONG_DECIMAL = re.compile(r"(?<==)-?\d*\.\d{5,}(?:e[-+]?\d+)?(?=\s|$)")
 
 
 def fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
-def print_tables(tables: list[dict[str, Any]], uri: str, headline: dict[str, tuple[str, ...]]) -> None:
-    """One rich table per task; `headline`: per task, the metrics shown next to the ranking one."""
+def compact(params: str) -> str:
+    """`key=value ...` with long decimals at 4 significant digits, for the table (csv/json keep them whole)."""
+    return _LONG_DECIMAL.sub(lambda m: f"{float(m.group()):.4g}", params)
+
+
+def print_tables(
+    tables: list[dict[str, Any]], headline: dict[str, tuple[str, ...]], message: str | None = None
+) -> None:
+    """One rich table per task and data setup, titled with both; `headline`: per task, the metrics shown next
+    to the ranking one; `message`: why there is nothing to show."""
     from rich.markup import escape
     from rich.table import Table
 
     from airush.console import console
-    from airush.tracking import redact_uri
 
     out = console()
-    if not tables:
-        out.print(f"no finished airush runs in {redact_uri(uri)}", highlight=False)
+    if message:
+        out.print(message, highlight=False)
     for board in tables:
         rows, metric = board["rows"], board["metric"]
         if not rows:
             out.print(f"{board['task']}: no finished run reports {metric}", highlight=False)
             continue
         direction = "higher" if board["higher_is_better"] else "lower"
-        table = Table(title=f"{board['task']} · by {metric} ({direction} is better)", title_justify="left")
+        data = board["data"] + (f" ({compact(board['data_params'])})" if board["data_params"] else "")
+        # a line of its own, not the table's title: a title wraps at the table's width
+        out.print(
+            f"{board['task']} · {data} · by {metric} ({direction} is better)", highlight=False, markup=False
+        )
+        table = Table()
         shown = [k for k in headline.get(board["task"], ()) if k in rows[0]]
         for name, justify in [
             ("#", "right"),
             ("run", "left"),
             ("model", "left"),
-            ("data", "left"),
             ("key params", "left"),
             (f"{metric} ± std (n)", "right"),
             *[(name, "right") for name in shown],
@@ -45,8 +63,7 @@ def print_tables(tables: list[dict[str, Any]], uri: str, headline: dict[str, tup
                 str(row["rank"]),
                 row["run_id"][:8],
                 row["model"],
-                row["data"],
-                escape(row["key_params"]) or "defaults",
+                escape(compact(row["key_params"])) or "defaults",
                 f"[bold]{row['mean']:.4f}[/bold]{spread} ({row['n']})",
                 *[fmt(row[name]) for name in shown],
                 row["date"],
@@ -92,3 +109,21 @@ def write_csv(rows: list[dict[str, Any]], stream) -> None:
         writer.writerow(
             {k: " ".join(v) if isinstance(v, list) else ("" if v is None else v) for k, v in row.items()}
         )
+
+
+def date_text(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M")
+
+
+def dead_row(run, names: dict[str, str], task: str | None = None) -> dict[str, str]:
+    """`task`: for a sweep parent, its children's."""
+    tags = run.data.tags
+    return {
+        "run_id": run.info.run_id,
+        "task": task_of(run) or task or "?",
+        "model": model_of(run),
+        "experiment": names.get(run.info.experiment_id, run.info.experiment_id),
+        "host": tags.get("airush.host", "?"),
+        "pid": tags.get("airush.pid", "?"),
+        "started": date_text(run.info.start_time),
+    }

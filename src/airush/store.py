@@ -1,4 +1,5 @@
-"""Reading what runs recorded: where the store is, a client that never creates one, every matching run.
+"""Reading what runs recorded: where the store is, a client that never creates one, every run, what a run says
+about itself (task, model, data, seed), and the filters that pick runs.
 
 Shared by the commands that look at past runs (`leaderboard`, `compare`, `reproduce`, `register`).
 """
@@ -7,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from airush.errors import UserError
+
+Filter = tuple[str, Callable[..., bool]]  # (the option as typed, run -> kept?)
 
 
 def default_tracking_uri() -> str:
@@ -77,6 +80,81 @@ def search_all(client, experiment_ids: Iterable[str], filter_string: str = "") -
         token = page.token
         if not token:
             return runs
+
+
+def task_of(run) -> str | None:
+    return run.data.tags.get("airush.task") or run.data.params.get("task.name")
+
+
+def is_sweep_parent(run) -> bool:
+    return run.data.tags.get("airush.sweep") == "parent"
+
+
+def model_of(run) -> str:
+    return run.data.tags.get("airush.model") or ("sweep parent" if is_sweep_parent(run) else "?")
+
+
+def data_name(run) -> str:
+    """The data config a run used (`synthetic_music`), from its `data._target_` param: the conf/data option
+    with that target when exactly one has it, else the module name."""
+    if "airush.data" in run.data.tags:
+        return run.data.tags["airush.data"]
+    target = run.data.params.get("data._target_", "")
+    options = _data_options_by_target().get(target, [])
+    if len(options) == 1:
+        return options[0]
+    return target.rsplit(".", 2)[-2] if target.count(".") >= 2 else target or "?"
+
+
+def _data_options_by_target() -> dict[str, list[str]]:
+    from airush.choices import group_options, option_config
+
+    out: dict[str, list[str]] = {}
+    for option in group_options("data"):
+        out.setdefault(str(option_config("data", option).get("_target_", "")), []).append(option)
+    return out
+
+
+def seed_of(run) -> str:
+    return run.data.tags.get("seed") or run.data.params.get("seed", "?")
+
+
+def run_filters(
+    experiment_ids: dict[str, str] | None, task: str | None, data: str | None, tags: list[str]
+) -> list[Filter]:
+    """(the option as typed, run -> bool) per filter given (`experiment_ids`: {id: name}); a run is shown when it
+    passes them all."""
+    filters: list[Filter] = []
+    if experiment_ids:
+        names = " ".join(experiment_ids.values())
+        filters.append((f"--experiment {names}", lambda r: r.info.experiment_id in experiment_ids))
+    if task:
+        filters.append((f"--task {task}", lambda r: task_of(r) == task))
+    if data:
+        filters.append(
+            (f"--data {data}", lambda r: data in (data_name(r), r.data.params.get("data._target_")))
+        )
+    for tag in tags:
+        key, sep, value = tag.partition("=")
+        if not sep or not key:
+            raise UserError(f"--tag takes KEY=VALUE (e.g. --tag git.dirty=false), got '{tag}'")
+        filters.append((f"--tag {tag}", lambda r, key=key, value=value: r.data.tags.get(key) == value))
+    return filters
+
+
+def no_match(filters: list[Filter], runs: list) -> str:
+    """Why no run is shown although the store has runs: the filters that match no run on their own, else the
+    combination. An unknown --data is a mistake (exit 2): it names no data set in the store."""
+    alone = [flag for flag, keep in filters if not any(keep(r) for r in runs)]
+    data_flags = [flag for flag in alone if flag.startswith("--data ")]
+    if data_flags:
+        present = ", ".join(sorted({data_name(r) for r in runs}))
+        raise UserError(f"no runs match {data_flags[0]}; data sets in this store: {present}")
+    if alone:
+        tasks = ", ".join(sorted({task_of(r) for r in runs}))
+        hint = f" (tasks in this store: {tasks})" if any(f.startswith("--task ") for f in alone) else ""
+        return f"no runs match {', '.join(alone)}{hint}"
+    return f"no runs match {' and '.join(flag for flag, _ in filters)} together (each matches some runs)"
 
 
 class OneLineParser(argparse.ArgumentParser):
