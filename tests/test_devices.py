@@ -38,10 +38,10 @@ class _GpuModel:
 
 
 @pytest.mark.parametrize(("job", "gpus", "ids"), [(0, 1, (0,)), (5, 1, (1,)), (1, 2, (2, 3)), (3, 2, (2, 3))])
-def test_device_plan_places_sweep_job_ranks_on_its_devices(job, gpus, ids, monkeypatch):
+def test_device_plan_places_sweep_job_ranks_on_its_devices(job, gpus, ids, monkeypatch, tmp_path):
     monkeypatch.setattr(devices, "cuda_device_count", lambda: 4)  # a 4-GPU machine, as far as planning goes
     monkeypatch.setattr(devices, "_cuda_bf16", lambda: True)
-    monkeypatch.setattr(devices, "sweep_job_number", lambda: job)
+    monkeypatch.setattr(devices, "sweep_job", lambda: (None if job == 0 else tmp_path, job))
     cfg = OmegaConf.create(
         {"gpus": gpus, "trainer": {"accelerator": "auto", "devices": None, "precision": "auto"}}
     )
@@ -49,6 +49,31 @@ def test_device_plan_places_sweep_job_ranks_on_its_devices(job, gpus, ids, monke
     assert plan.device_ids == ids
     assert [plan.device(rank) for rank in range(gpus)] == [f"cuda:{i}" for i in ids]
     assert plan.backend == ("nccl" if gpus > 1 else None)
+    assert devices.device_plan(cfg, "twotower", _GpuModel).device_ids == ids  # asked again: the same lease
+    devices.release_devices()
+
+
+def test_parallel_jobs_lease_free_devices_even_when_they_finish_out_of_order(tmp_path):
+    lease = devices.lease_free_devices
+    job0, locks0 = lease(tmp_path, devices.round_robin_devices(0, 1, 2), 1, 2)
+    job1, locks1 = lease(tmp_path, devices.round_robin_devices(1, 1, 2), 1, 2)
+    assert (job0, job1) == ((0,), (1,))
+    assert lease(tmp_path, (0,), 1, 2) == ((), [])  # both busy: nothing to lease
+    for lock in locks1:  # job 1 ends first; job 2's round-robin device (0) is still job 0's
+        lock.close()
+    job2, locks2 = lease(tmp_path, devices.round_robin_devices(2, 1, 2), 1, 2)
+    assert job2 == (1,)
+    for lock in locks0 + locks2:
+        lock.close()
+
+
+def test_a_job_takes_all_its_devices_or_none(tmp_path):
+    held, locks = devices.lease_free_devices(tmp_path, (0, 1), 2, 4)
+    other, other_locks = devices.lease_free_devices(tmp_path, (0, 1), 2, 4)
+    assert (held, other) == ((0, 1), (2, 3))
+    assert devices.lease_free_devices(tmp_path, (2, 3), 2, 4) == ((), [])
+    for lock in locks + other_locks:
+        lock.close()
 
 
 def test_cpu_plans_have_no_device_ids():

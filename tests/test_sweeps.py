@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -116,8 +117,10 @@ def test_unreachable_tracking_server_is_one_line_before_any_work(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_marks_the_run_killed(tmp_path, tracking_uri):
-    import os
+@pytest.mark.parametrize(
+    ("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_ctrl_c_and_sigterm_mark_the_run_killed(sig, code, word, tmp_path, tracking_uri):
 
     from mlflow.tracking import MlflowClient
 
@@ -139,12 +142,140 @@ def test_ctrl_c_marks_the_run_killed(tmp_path, tracking_uri):
                 pytest.fail(f"the run never started: {proc.poll()}")
             time.sleep(0.5)
         time.sleep(2.0)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 130, stderr
-    assert stderr.strip().splitlines()[-1] == "airush: interrupted"
+    assert proc.returncode == code, stderr
+    assert stderr.strip().splitlines()[-1] == f"airush: {word}"
     client = MlflowClient(tracking_uri)
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert run.info.status == "KILLED"
+
+
+@pytest.mark.slow
+def test_a_job_failing_before_its_run_begins_gets_a_failed_run_of_its_own(tmp_path, tracking_uri):
+    # lr=0.01: bpr has a learning rate (trains), pop has none (refused before its run would begin). The job
+    # after a finished one must not be recorded under the finished job's run.
+    result = run_airush(["-m", *MUSIC, "model=bpr,pop", "lr=0.01"], tmp_path, tracking_uri)
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("airush: error: 1 sweep job(s) failed: #1 (")
+    assert "model=pop lr=0.01): ConfigError: lr=0.01 but model 'pop' has no learning rate" in last
+    client, parents, children = _runs(tracking_uri)
+    by_model = {r.data.tags.get("airush.model", "pop"): r for r in children}
+    assert by_model["bpr"].info.status == "FINISHED" and by_model["pop"].info.status == "FAILED"
+    failed = by_model["pop"]
+    assert failed.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+    assert "no learning rate" in failed.data.tags["airush.error"]
+    text = Path(client.download_artifacts(failed.info.run_id, "traceback.txt", str(tmp_path))).read_text()
+    assert "ConfigError" in text
+    table = Path(client.download_artifacts(parents[0].info.run_id, "sweep_children.csv", str(tmp_path)))
+    rows = [line.split(",")[:2] for line in table.read_text().splitlines()[1:]]
+    assert sorted(rows) == sorted([[by_model["bpr"].info.run_id, "FINISHED"], [failed.info.run_id, "FAILED"]])
+
+
+@pytest.mark.slow
+def test_a_sweep_dir_used_again_gets_a_new_parent_and_no_stale_failures(tmp_path, tracking_uri):
+    sweep_dir = tmp_path / "fixed"
+    args = ["-m", *MUSIC, "model=als", f"hydra.sweep.dir={sweep_dir}"]
+    first = run_airush([*args, "model.factors=-1"], tmp_path, tracking_uri)
+    assert first.returncode == 1, first.stderr
+    second = run_airush([*args, "model.factors=8"], tmp_path, tracking_uri)
+    assert second.returncode == 0, second.stderr
+    _, parents, children = _runs(tracking_uri)
+    assert sorted(p.info.status for p in parents) == ["FAILED", "FINISHED"]
+    finished = next(p for p in parents if p.info.status == "FINISHED")
+    assert finished.data.tags["hydra.overrides"].endswith("model.factors=8")
+    assert [r.info.status for r in children if r.data.tags["mlflow.parentRunId"] == finished.info.run_id] == [
+        "FINISHED"
+    ]
+    assert (sweep_dir / "previous" / "0" / "jobs" / "0.json").exists()  # the first sweep's record, kept
+
+
+@pytest.mark.slow
+def test_resume_trains_again_when_the_data_changed(tmp_path, tracking_uri):
+    plays = tmp_path / "plays.csv"
+    rows = [(u, i, 1 + (u * i) % 5) for u in range(40) for i in range(30) if (u + i) % 3]
+    plays.write_text("user,item,plays\n" + "".join(f"{u},{i},{n}\n" for u, i, n in rows))
+    args = ["-m", "task=music", "data=plays", f"data.interactions={plays}", "model=pop,itemknn"]
+    assert run_airush(args, tmp_path, tracking_uri).returncode == 0
+    same = run_airush(args, tmp_path, tracking_uri)
+    assert same.returncode == 0 and same.stdout.count("reused") == 2, same.stderr
+    plays.write_text("user,item,plays\n" + "".join(f"{u},{i},{n + 1}\n" for u, i, n in rows))
+    changed = run_airush(args, tmp_path, tracking_uri)
+    assert changed.returncode == 0, changed.stderr
+    assert "reused" not in changed.stdout and changed.stderr.count("other data: training again") == 2
+    _, _, children = _runs(tracking_uri)
+    assert len(children) == 4
+
+
+def _store_runs(tracking_uri: str, specs: list[dict]):
+    """Runs created directly in a real sqlite store: (client, experiment id, [run ids])."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("e")
+    ids = []
+    for spec in specs:
+        run = client.create_run(experiment_id, tags=spec.get("tags", {}))
+        for key, value in spec.get("metrics", {}).items():
+            client.log_metric(run.info.run_id, key, value)
+        if spec.get("status"):
+            client.set_terminated(run.info.run_id, spec["status"])
+        ids.append(run.info.run_id)
+    return client, experiment_id, ids
+
+
+def test_the_best_child_is_chosen_on_valid_not_test(tracking_uri):
+    from airush.sweeps import sweep_summary
+
+    tags = {"airush.primary_metric": "ndcg_at_10"}
+    client, _, ids = _store_runs(
+        tracking_uri,
+        [
+            {"tags": tags, "metrics": {"ndcg_at_10": 0.30, "valid_ndcg_at_10": 0.20}, "status": "FINISHED"},
+            {"tags": tags, "metrics": {"ndcg_at_10": 0.25, "valid_ndcg_at_10": 0.22}, "status": "FINISHED"},
+        ],
+    )
+    summary = sweep_summary([client.get_run(i) for i in ids])
+    assert summary["best"]["run_id"] == ids[1] and summary["best"]["valid_value"] == 0.22
+    assert "params" in summary["best"]
+
+
+def test_an_interrupted_sweep_leaves_no_child_running(tmp_path, tracking_uri):
+    import json
+
+    from airush.sweeps import PARENTS_FILE, close_sweep
+
+    client, experiment_id, (parent, done, running) = _store_runs(
+        tracking_uri, [{}, {"status": "FINISHED"}, {}]
+    )
+    for child in (done, running):
+        client.set_tag(child, "mlflow.parentRunId", parent)
+    (tmp_path / PARENTS_FILE).write_text(json.dumps({experiment_id: parent}))
+    close_sweep(tracking_uri, tmp_path, interrupted=True)
+    statuses = [client.get_run(i).info.status for i in (parent, done, running)]
+    assert statuses == ["KILLED", "FINISHED", "KILLED"]
+
+
+def test_resume_ends_dead_running_runs_of_the_config_killed(tracking_uri):
+    import socket
+    import subprocess as sp
+
+    from airush.tracking import close_dead_runs_with_config
+
+    gone = sp.Popen(["true"])
+    gone.wait()  # a pid that no longer runs
+    here = {"airush.host": socket.gethostname(), "airush.config_hash": "abc"}
+    client, experiment_id, (dead, alive, other) = _store_runs(
+        tracking_uri,
+        [
+            {"tags": {**here, "airush.pid": str(gone.pid)}},
+            {"tags": {**here, "airush.pid": str(os.getpid())}},
+            {"tags": {**here, "airush.config_hash": "xyz", "airush.pid": str(gone.pid)}},
+        ],
+    )
+    assert close_dead_runs_with_config(client, experiment_id, "abc") == [dead]
+    assert [client.get_run(i).info.status for i in (dead, alive, other)] == ["KILLED", "RUNNING", "RUNNING"]
+    assert client.get_run(dead).data.tags["airush.dead"] == "true"

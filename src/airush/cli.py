@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import hydra
@@ -37,13 +38,25 @@ def hydra_main(cfg: DictConfig) -> float | None:
         return sweep_objective(cfg, run(cfg))
     except UserError as err:
         if multirun:
-            return job_failed(err)  # the sweep goes on and names this job at the end
+            return job_failed(err, cfg)  # the sweep goes on and names this job at the end
         _fail(str(err))  # exit here, before Hydra adds its own "Error executing job" line
         raise
     except Exception as err:
         if multirun:
-            return job_failed(err)
+            return job_failed(err, cfg)
         raise
+    finally:
+        from airush.devices import release_devices
+
+        release_devices()  # this job's GPUs, for the sweep's next job (a worker may run several)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (scancel, docker stop, a CI timeout): ends runs KILLED, as Ctrl-C does."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
 
 
 def main() -> None:
@@ -52,6 +65,11 @@ def main() -> None:
     # MLflow's INFO lines (DB migrations, "View run at") would break up our console; warnings still show.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # A tracking server that goes away mid-run: give up after ~15 s of retries, not MLflow's ~9 minutes.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "4")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
             import importlib
@@ -65,6 +83,7 @@ def main() -> None:
             return
         from airush.choices import check_overrides
 
+        check_flags(sys.argv[1:])
         overrides = [a for a in sys.argv[1:] if not a.startswith("-") and "=" in a]
         check_overrides(overrides)
         check_tracking_server(overrides)
@@ -72,19 +91,41 @@ def main() -> None:
         _exit_if_jobs_failed()
     except UserError as err:
         _fail(str(err))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         from airush.sweeps import interrupt_active_sweep
 
         interrupt_active_sweep()
-        print("airush: interrupted", file=sys.stderr)
-        sys.exit(130)
+        terminated = isinstance(err, Terminated)
+        print(f"airush: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        sys.exit(143 if terminated else 130)
     except BrokenPipeError:  # `airush --help | head`
         sys.stderr.close()
     except Exception as err:
+        if type(err).__module__.startswith("mlflow."):  # the store failed mid-run (server gone, disk full)
+            from airush.tracking import redact_text
+
+            line = redact_text(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            print(f"airush: error: MLflow tracking store failed: {line}", file=sys.stderr)
+            sys.exit(1)
         message = hydra_error_line(err)
         if message is None:
             raise
         _fail(message)
+
+
+def check_flags(args: list[str]) -> None:
+    """Flag combinations Hydra would answer with a traceback."""
+    from airush.errors import ConfigError
+
+    multirun = {"-m", "--multirun"} & set(args)
+    shows = {"-c", "--cfg", "--info", "-i"} & set(args) or any(
+        a.startswith(("--cfg=", "--info=")) for a in args
+    )
+    if multirun and shows:
+        raise ConfigError(
+            f"{sorted(multirun)[0]} runs a sweep while --cfg/--info only show a config; "
+            "drop -m to see one job's config (give one value per key)"
+        )
 
 
 def check_tracking_server(overrides: list[str]) -> None:

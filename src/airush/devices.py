@@ -7,8 +7,12 @@ auto|fp32|bf16|fp16 (auto = bf16 autocast on CUDA, fp16 + gradient scaling where
 
 from __future__ import annotations
 
+import fcntl
+import os
+import socket
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from airush.errors import ConfigError
 
@@ -108,7 +112,7 @@ def device_plan(cfg: Any, model_name: str, model: Any) -> DevicePlan:
     backend = ("nccl" if accelerator == "cuda" else "gloo") if devices > 1 else None
     device_ids = ()
     if accelerator == "cuda":
-        device_ids = round_robin_devices(sweep_job_number(), devices, available)
+        device_ids = job_devices(devices, available)
     return DevicePlan(accelerator, devices, backend, _AMP_DTYPE[precision], device_ids)
 
 
@@ -133,11 +137,72 @@ def round_robin_devices(job_number: int, per_job: int, available: int) -> tuple[
     return tuple((start + i) % available for i in range(per_job))
 
 
-def sweep_job_number() -> int:
-    """This job's number in a -m sweep (0 outside one)."""
+def sweep_job() -> tuple[Path | None, int]:
+    """(sweep dir, job number) of this job in a -m sweep; (None, 0) outside one."""
     from airush.run import job_context
 
-    return int(job_context()["num"])
+    job = job_context()
+    return job["sweep_dir"], int(job["num"])
+
+
+# The devices this process leased for its current sweep job: (sweep dir, job number) -> (ids, lock files).
+_leases: dict[tuple[str, int], tuple[tuple[int, ...], list[TextIO]]] = {}
+
+
+def job_devices(per_job: int, available: int) -> tuple[int, ...]:
+    """The CUDA devices of this job. A single run starts at device 0. A sweep job leases free devices on this
+    host (a lock file per device in the sweep dir, held until the job ends), trying its round-robin devices
+    first: parallel jobs never share a GPU even when they finish out of order, whichever launcher runs them.
+    When every device is leased (more parallel jobs than GPUs allow), it shares its round-robin ones."""
+    sweep_dir, number = sweep_job()
+    if sweep_dir is None:
+        return round_robin_devices(0, per_job, available)
+    key = (str(sweep_dir), number)
+    if key not in _leases:
+        release_devices()  # a reused worker process: the previous job's devices are free again
+        preferred = round_robin_devices(number, per_job, available)
+        ids, locks = lease_free_devices(sweep_dir / ".gpu-leases", preferred, per_job, available)
+        if not ids:
+            from airush.console import warn
+
+            warn(f"all {available} GPUs are leased by this sweep's jobs; job {number} shares {preferred}")
+            ids = preferred
+        _leases[key] = (ids, locks)
+    return _leases[key][0]
+
+
+def lease_free_devices(
+    lock_dir: Path, preferred: tuple[int, ...], per_job: int, available: int
+) -> tuple[tuple[int, ...], list[TextIO]]:
+    """Take `per_job` devices nobody on this host holds, `preferred` first: (ids, open lock files that hold
+    them), or ((), []) when too few are free. Locks are per host, so a sweep dir on a shared file system
+    (SLURM) never makes one node wait for another's devices."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    order = [*preferred, *(d for d in range(available) if d not in preferred)]
+    held: list[tuple[int, TextIO]] = []
+    for device in order:
+        lock = open(lock_dir / f"{socket.gethostname()}-{device}.lock", "w")  # noqa: SIM115 (held open)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        lock.write(str(os.getpid()))
+        lock.flush()
+        held.append((device, lock))
+        if len(held) == per_job:
+            return tuple(d for d, _ in held), [f for _, f in held]
+    for _, lock in held:
+        lock.close()
+    return (), []
+
+
+def release_devices() -> None:
+    """End this process's device leases (closing a lock file releases its lock)."""
+    for _, locks in _leases.values():
+        for lock in locks:
+            lock.close()
+    _leases.clear()
 
 
 def _cuda_bf16() -> bool:

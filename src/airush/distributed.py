@@ -110,6 +110,10 @@ def launch(
     workdir.mkdir(parents=True, exist_ok=True)
     threads = threads or max(1, usable_cores() // plan.world_size)
     if not plan.distributed:
+        if plan.accelerator == "cuda":  # this job's round-robin device, not whatever cuda:0 is
+            import torch
+
+            torch.cuda.set_device(plan.cuda_index(0))
         ctx = RankContext(0, 1, plan, workdir, seed, bar)
         with _rank_settings(ctx, threads):
             result = worker(ctx, payload)

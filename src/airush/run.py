@@ -21,6 +21,9 @@ from airush.tasks import load_task
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Prepare data, split, fit, evaluate and record it all in MLflow; returns the test metrics."""
+    tracking.last_run_id = (
+        None  # a sweep worker runs many jobs: a job failing early must not name the last one's
+    )
     cfg = resolve_shorthands(cfg)
     job = job_context()
     run_dir = Path(cfg.paths.run_dir)
@@ -34,9 +37,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     seed_everything(cfg.seed)
     uri = str(cfg.mlflow.tracking_uri)
     console.print_config_summary(config_summary(cfg, job["overrides"], run_dir, uri))
-    config_id = config_hash(cfg)
+    config_id, code = config_hash(cfg), tracking.code_fingerprint()
+    prepared = None  # data a resume check loaded already
     if job["sweep_dir"] is not None and cfg.get("resume", True):
-        reused = reuse_finished_run(cfg, uri, config_id, job)
+        reused, prepared = reuse_finished_run(cfg, task, uri, config_id, code, job)
         if reused is not None:
             return reused
 
@@ -52,25 +56,29 @@ def run(cfg: DictConfig) -> dict[str, float]:
         "git.dirty": dirty,
         "mlflow.source.git.commit": commit,
         "mlflow.source.name": "airush",
-        "hydra.overrides": " ".join(job["overrides"]),
+        "hydra.overrides": tracking.redact_text(" ".join(job["overrides"])),
         "airush.config_hash": config_id,
+        "airush.code": code,
         # who runs it: a RUNNING run whose process is gone (SIGKILL, power loss) is recognised as dead
         "airush.host": socket.gethostname(),
         "airush.pid": str(os.getpid()),
     }
-    run_name = " ".join([f"{cfg.task.name}-{choice_name(cfg, 'model')}", *job["overrides"]])[:250]
+    run_name = " ".join([f"{cfg.task.name}-{choice_name(cfg, 'model')}", *job["overrides"]])
+    run_name = tracking.redact_text(str(cfg.mlflow.run_name or run_name))[:250]
     with tracking.tracked_run(
         uri,
         str(cfg.mlflow.experiment),
         cfg.mlflow.artifact_location,
-        str(cfg.mlflow.run_name or run_name),
+        run_name,
         tags,
         sweep_dir=job["sweep_dir"],
+        log_dir=run_dir,
     ) as tracked:
         tracked.log_params(run_params(cfg))
-        (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        log_config(tracked, cfg, run_dir)  # first: a run that fails later can still be reproduced
         with console.Stages() as stages:
-            prepared = task.prepare(cfg, stages)
+            if prepared is None:
+                prepared = task.prepare(cfg, stages)
             tracked.set_tags({"data.fingerprint": prepared.fingerprint})
             check_reproduced_data(cfg, prepared.fingerprint, tracked)
             tracked.log_params({f"dataset.{k}": str(v) for k, v in prepared.stats.items()})
@@ -85,10 +93,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
         tracked.log_metrics(metrics)
         tracked.log_artifacts(mlflow_model, "model")
         tracked.log_artifacts(run_dir / "evaluation", "evaluation")
-        tracked.log_artifacts(run_dir / ".hydra", "hydra")
-        tracked.client.log_artifact(tracked.run_id, str(run_dir / "config_resolved.yaml"), "hydra")
-        for log_file in run_dir.glob("*.log"):
-            tracked.client.log_artifact(tracked.run_id, str(log_file))
 
     console.print_results(
         f"{cfg.task.name} · {choice_name(cfg, 'model')} · test",
@@ -116,28 +120,46 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def log_config(tracked, cfg: DictConfig, run_dir: Path) -> None:
+    """The composed `.hydra/` files and the resolved config, as `hydra/…` artifacts; credentials in any URI
+    are masked in what is logged (a shared server's users read these)."""
+    (run_dir / "config_resolved.yaml").write_text(tracking.redact_text(OmegaConf.to_yaml(cfg, resolve=True)))
+    for path in sorted((run_dir / ".hydra").glob("*.yaml")):
+        tracked.log_text(tracking.redact_text(path.read_text()), f"hydra/{path.name}")
+    tracked.log_text((run_dir / "config_resolved.yaml").read_text(), "hydra/config_resolved.yaml")
+
+
 def reuse_finished_run(
-    cfg: DictConfig, uri: str, config_id: str, job: dict[str, Any]
-) -> dict[str, float] | None:
-    """Resume: in a sweep, a job whose identical config already FINISHED in this experiment is not trained
-    again; its run's metrics stand in (FAILED, KILLED and dead runs do not count). `resume=false` opts out."""
+    cfg: DictConfig, task, uri: str, config_id: str, code: str, job: dict[str, Any]
+) -> tuple[dict[str, float] | None, Any]:
+    """Resume: in a sweep, a job whose identical config already FINISHED in this experiment, with the same
+    code (airush source + library versions) and the same data (content fingerprint), is not trained again;
+    its run's metrics stand in. FAILED and KILLED runs do not count; RUNNING ones whose process died end
+    KILLED. `resume=false` opts out. Returns (metrics or None, the data prepared for the check or None)."""
     from airush.sweeps import record_job, sweep_parent_run
 
     client, experiment_id = tracking.open_experiment(
         uri, str(cfg.mlflow.experiment), cfg.mlflow.artifact_location
     )
-    finished = tracking.finished_run_with_config(client, experiment_id, config_id)
+    for dead in tracking.close_dead_runs_with_config(client, experiment_id, config_id):
+        console.warn(f"run {dead} of this config was left RUNNING by a process that died: marked KILLED")
+    finished = tracking.finished_run_with_config(client, experiment_id, config_id, code)
     if finished is None:
-        return None
+        return None, None
     run_id = finished.info.run_id
+    with console.Stages() as stages:
+        prepared = task.prepare(cfg, stages)
+    if finished.data.tags.get("data.fingerprint") != prepared.fingerprint:
+        console.warn(f"run {run_id} has this config but other data: training again")
+        return None, prepared
     sweep_parent_run(client, experiment_id, job["sweep_dir"])  # the sweep's record lists reused jobs too
     record_job(job["sweep_dir"], job["num"], job["overrides"], "REUSED", run_id=run_id)
     console.print_results(
         f"{cfg.task.name} · {choice_name(cfg, 'model')} · reused, resume=false retrains",
         dict(finished.data.metrics),
-        [("MLflow run", f"{run_id} (identical config, finished earlier)")],
+        [("MLflow run", f"{run_id} (identical config, code and data, finished earlier)")],
     )
-    return dict(finished.data.metrics)
+    return dict(finished.data.metrics), prepared
 
 
 def check_reproduced_data(cfg: DictConfig, fingerprint: str, tracked) -> None:
@@ -145,9 +167,10 @@ def check_reproduced_data(cfg: DictConfig, fingerprint: str, tracked) -> None:
     original = cfg.get("reproduce_of")
     if not original:
         return
-    same = original.get("data_fingerprint") in (None, fingerprint)
-    tracked.set_tags({"airush.reproduces": original.run_id, "airush.reproduce.same_data": str(same).lower()})
-    if not same:
+    recorded = original.get("data_fingerprint")
+    same = "unknown" if recorded is None else str(recorded == fingerprint).lower()
+    tracked.set_tags({"airush.reproduces": original.run_id, "airush.reproduce.same_data": same})
+    if same == "false":
         console.warn(
             f"data fingerprint {fingerprint[:12]} differs from run {original.run_id}'s "
             f"{str(original.data_fingerprint)[:12]}: the data changed, metrics may differ"

@@ -2,8 +2,9 @@
 and a summary on the parent when the sweep ends.
 
 Jobs may run in other processes (joblib, submitit), so what they share lives in the sweep dir, never in
-`MLFLOW_RUN_ID`: `mlflow_parents.json` (the parent run id per experiment) and `jobs/<num>.json` (a job that
-failed, or that reused an identical finished run instead of training again).
+`MLFLOW_RUN_ID`: `sweep.json` (overrides, the launching process), `mlflow_parents.json` (the parent run id per
+experiment) and `jobs/<num>.json` (a job that failed, or that reused an identical finished run). A new sweep in
+a dir an earlier sweep used moves that sweep's records to `previous/<n>/`: it gets its own parent.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import io
 import json
 import logging
 import os
+import socket
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,8 @@ from airush import tracking
 
 PARENTS_FILE = "mlflow_parents.json"
 JOBS_DIR = "jobs"
+SWEEP_FILE = "sweep.json"
+PREVIOUS_DIR = "previous"
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +41,17 @@ def read_parents(sweep_dir: Path) -> dict[str, str]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def read_sweep_info(sweep_dir: Path) -> dict[str, Any]:
+    path = sweep_dir / SWEEP_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def sweep_parent_run(client, experiment_id: str, sweep_dir: Path) -> str:
     """The sweep's parent run in this experiment, created by whichever job gets here first."""
     with tracking._locked(sweep_dir / ".mlflow.lock"):
         parents = read_parents(sweep_dir)
         if experiment_id not in parents:
-            info_path = sweep_dir / "sweep.json"
-            info = json.loads(info_path.read_text()) if info_path.exists() else {}
+            info = read_sweep_info(sweep_dir)
             commit, dirty = tracking.git_state(Path(__file__).parent)
             run = client.create_run(
                 experiment_id,
@@ -54,6 +63,9 @@ def sweep_parent_run(client, experiment_id: str, sweep_dir: Path) -> str:
                     "git.commit": commit,
                     "git.dirty": dirty,
                     "mlflow.source.git.commit": commit,
+                    # the launching process: a parent left RUNNING by a SIGKILLed sweep is recognised as dead
+                    "airush.host": info.get("host", socket.gethostname()),
+                    "airush.pid": str(info.get("pid", os.getpid())),
                 },
             )
             parents[experiment_id] = run.info.run_id
@@ -77,9 +89,10 @@ def job_records(sweep_dir: Path) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: r["num"])
 
 
-def job_failed(err: BaseException) -> None:
+def job_failed(err: BaseException, cfg=None) -> None:
     """A sweep job raised: keep its traceback (job dir, log, MLflow run), note it for the end of the sweep, and
-    let the sweep go on. Returns the job's objective: None, which a sweeper records as a failed trial."""
+    let the sweep go on. Returns the job's objective: None, which a sweeper records as a failed trial.
+    A job that failed before its run began (a config error in this job only) gets a FAILED run of its own."""
     from hydra.core.hydra_config import HydraConfig
 
     hydra_cfg = HydraConfig.get()
@@ -95,17 +108,54 @@ def job_failed(err: BaseException) -> None:
         log.error("job failed:\n%s", text)
     line = str(err).splitlines()[0] if str(err) else type(err).__name__
     overrides = list(hydra_cfg.overrides.task)
+    error = f"{type(err).__name__}: {line}"[:500]
+    run_id = tracking.last_run_id
+    if run_id is None and cfg is not None:
+        run_id = failed_start_run(cfg, job_dir.parent, overrides, error, text)
     record_job(
         job_dir.parent,
         int(hydra_cfg.job.num),
         overrides,
         "FAILED",
-        error=f"{type(err).__name__}: {line}"[:500],
-        run_id=tracking.last_run_id,
+        error=error,
+        run_id=run_id,
         traceback=str(job_dir / "traceback.txt"),
     )
     print(f"airush: job #{hydra_cfg.job.num} ({' '.join(overrides)}) failed: {line}", file=sys.stderr)
     return None
+
+
+def failed_start_run(cfg, sweep_dir: Path, overrides: list[str], error: str, text: str) -> str | None:
+    """A FAILED child run (overrides, error, traceback) for a job that failed before its run began, so the
+    MLflow record has every job; None when even that is impossible (its config does not resolve)."""
+    try:
+        client, experiment_id = tracking.open_experiment(
+            str(cfg.mlflow.tracking_uri), str(cfg.mlflow.experiment), cfg.mlflow.artifact_location
+        )
+        tags = {
+            "mlflow.parentRunId": sweep_parent_run(client, experiment_id, sweep_dir),
+            "airush.task": str(cfg.task.name),
+            "hydra.overrides": tracking.redact_text(" ".join(overrides)),
+            "airush.error": error,
+        }
+        run = client.create_run(experiment_id, run_name=" ".join(overrides)[:250] or "job", tags=tags)
+        client.log_text(run.info.run_id, text, "traceback.txt")
+        client.set_terminated(run.info.run_id, "FAILED")
+        return run.info.run_id
+    except Exception as err:  # the job's config itself is broken: the sweep dir keeps the record
+        log.warning("job failed before its run began; no MLflow run for it: %s", str(err).splitlines()[0])
+        return None
+
+
+def all_runs(client, experiment_ids: list[str], filter_string: str = "") -> list:
+    """Every matching run, page by page (one search returns at most 1000)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string, max_results=1000, page_token=token)
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def close_sweep(tracking_uri: str, sweep_dir: Path, interrupted: bool = False) -> list[dict[str, Any]]:
@@ -118,7 +168,12 @@ def close_sweep(tracking_uri: str, sweep_dir: Path, interrupted: bool = False) -
         return failed
     client = tracking.client_for(tracking_uri)
     for experiment_id, parent_id in parents.items():
-        children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+        children = all_runs(client, [experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+        if interrupted:  # a parallel job's worker may die before it can mark its own run
+            for child in children:
+                if child.info.status == "RUNNING":
+                    client.set_terminated(child.info.run_id, "KILLED")
+            children = all_runs(client, [experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
         reused = [client.get_run(r["run_id"]) for r in records if r["status"] == "REUSED"]
         reused = [run for run in reused if run.info.experiment_id == experiment_id]
         summary = sweep_summary(children, reused, [r for r in failed if not r.get("run_id")])
@@ -126,7 +181,7 @@ def close_sweep(tracking_uri: str, sweep_dir: Path, interrupted: bool = False) -
         client.log_text(parent_id, children_csv(summary["children"]), "sweep_children.csv")
         best = summary.get("best")
         if best:
-            for key in ("run_id", "metric", "value", "overrides"):
+            for key in ("run_id", "metric", "value", "valid_value", "overrides"):
                 client.set_tag(parent_id, f"best.{key}", str(best[key]))
         statuses = [row["status"] for row in summary["children"]]
         ok = statuses and all(s in ("FINISHED", "REUSED") for s in statuses) and not failed
@@ -137,9 +192,10 @@ def close_sweep(tracking_uri: str, sweep_dir: Path, interrupted: bool = False) -
 def sweep_summary(
     children: list, reused: list | None = None, failed_early: list | None = None
 ) -> dict[str, Any]:
-    """Every job (status, overrides, primary metric, params) and the best one by its task's primary metric.
-    `reused`: finished runs of earlier sweeps a resumed job stood in for; `failed_early`: jobs that failed
-    before their MLflow run began (a config error in one job)."""
+    """Every job (status, overrides, primary metric on test and valid) and the best one with its whole config.
+    Best = highest primary metric on valid, as the sweeper optimises (choosing on test would leak it into the
+    choice); on test only for runs with no valid score. `reused`: finished runs of earlier sweeps a resumed
+    job stood in for; `failed_early`: jobs that failed before any MLflow run of theirs existed."""
     rows = [_child_row(run, run.info.status) for run in children]
     rows += [_child_row(run, "REUSED") for run in reused or []]
     rows += [
@@ -147,8 +203,16 @@ def sweep_summary(
         for r in failed_early or []
     ]
     scored = [r for r in rows if r["value"] is not None and r["status"] in ("FINISHED", "REUSED")]
-    best = max(scored, key=lambda r: r["value"]) if scored else None
+    best = max(scored, key=selection_score) if scored else None
+    if best is not None:
+        run = next(r for r in [*children, *(reused or [])] if r.info.run_id == best["run_id"])
+        best = {**best, "params": dict(sorted(run.data.params.items()))}
     return {"children": rows, "best": best}
+
+
+def selection_score(row: dict[str, Any]) -> float:
+    """The valid value a sweep chooses by (the test value only when a run reports no valid score)."""
+    return row["valid_value"] if row.get("valid_value") is not None else row["value"]
 
 
 def _child_row(run, status: str) -> dict[str, Any]:
@@ -195,15 +259,48 @@ class SweepCallback(Callback):
         _ensure_hydra_config(config)
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        overrides = list(config.hydra.overrides.task)
-        (sweep_dir / "sweep.json").write_text(json.dumps({"overrides": overrides}, indent=1))
-        active_sweep = (str(config.mlflow.tracking_uri), sweep_dir)
+        uri = str(config.mlflow.tracking_uri)
+        set_aside_earlier_sweep(uri, sweep_dir)
+        info = {
+            "overrides": list(config.hydra.overrides.task),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": time.time(),
+        }
+        (sweep_dir / SWEEP_FILE).write_text(json.dumps(info, indent=1))
+        active_sweep = (uri, sweep_dir)
 
     def on_multirun_end(self, config, **kwargs: Any) -> None:
         global active_sweep
         _ensure_hydra_config(config)
         failed_jobs[:] = close_sweep(str(config.mlflow.tracking_uri), Path(config.hydra.sweep.dir))
         active_sweep = None
+
+
+def set_aside_earlier_sweep(tracking_uri: str, sweep_dir: Path) -> None:
+    """A sweep dir used before (an explicit hydra.sweep.dir, a rerun script): that sweep's records move to
+    `previous/<n>/`, so this sweep gets a parent of its own and no stale failures; its parents left RUNNING by
+    a killed launcher end KILLED."""
+    stale = [sweep_dir / name for name in (PARENTS_FILE, JOBS_DIR, SWEEP_FILE) if (sweep_dir / name).exists()]
+    if not stale:
+        return
+    parents = read_parents(sweep_dir)
+    if parents:
+        client = tracking.client_for(tracking_uri)
+        for parent_id in parents.values():
+            try:
+                parent = client.get_run(parent_id)
+            except Exception:  # another store, or deleted: nothing to close
+                continue
+            if tracking.run_is_dead(parent):
+                client.set_tag(parent_id, "airush.dead", "true")
+                client.set_terminated(parent_id, "KILLED")
+    previous = sweep_dir / PREVIOUS_DIR
+    number = 1 + max((int(p.name) for p in previous.glob("[0-9]*") if p.name.isdigit()), default=-1)
+    target = previous / str(number)
+    target.mkdir(parents=True)
+    for path in stale:
+        path.rename(target / path.name)
 
 
 def _ensure_hydra_config(config) -> None:

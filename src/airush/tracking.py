@@ -9,11 +9,13 @@ in the sweep dir (not `MLFLOW_RUN_ID`), so jobs in other processes find it too.
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import re
 import socket
 import subprocess
+import sys
 import time
 import traceback
 from collections.abc import Iterator
@@ -21,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from airush.errors import ConfigError
 
@@ -39,6 +41,26 @@ def redact_uri(uri: str) -> str:
     host = parts.hostname or ""
     netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact_text(text: str) -> str:
+    """Every `scheme://user:password@` in a text (a config, an override) as `scheme://***@`."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
+def split_credentials(uri: str) -> tuple[str, str | None, str | None]:
+    """(uri without user:password, user, password) for http(s) URIs; MLflow takes credentials from
+    MLFLOW_TRACKING_USERNAME/PASSWORD, and a URI without them is safe to print (MLflow prints run URLs)."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or (parts.username is None and parts.password is None):
+        return uri, None, None
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return urlunsplit(parts._replace(netloc=netloc)), user, password
 
 
 def check_tracking_uri(uri: str) -> str:
@@ -60,13 +82,19 @@ def check_server_reachable(uri: str, timeout_s: float = 5.0) -> None:
     """Fail in one line before any work when an http(s) tracking server does not answer at all; MLflow's own
     client would retry for minutes and end in a stack trace. Any HTTP answer (even 401/404) counts as reachable:
     auth and routing are the server's business."""
+    import base64
     import urllib.error
     import urllib.request
 
     if urlsplit(uri).scheme not in ("http", "https"):
         return
+    bare, user, password = split_credentials(uri)
+    request = urllib.request.Request(bare.rstrip("/") + "/health")
+    if user is not None or password is not None:  # never in the URL: urllib would resolve "user:pw@host"
+        token = base64.b64encode(f"{user or ''}:{password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s).close()
+        urllib.request.urlopen(request, timeout=timeout_s).close()
     except urllib.error.HTTPError:
         return
     except (urllib.error.URLError, OSError) as err:
@@ -104,9 +132,21 @@ def ui_command(uri: str) -> str:
 
 
 def client_for(uri: str):
+    """A client for `uri`; an http(s) URI's user:password go to MLflow's credential variables instead."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    return MlflowClient(tracking_uri=use_credentials(uri))
+
+
+def use_credentials(uri: str) -> str:
+    """Move an http(s) URI's user:password into MLFLOW_TRACKING_USERNAME/PASSWORD (unless those are set)
+    and return the URI without them."""
+    bare, user, password = split_credentials(uri)
+    if user is not None:
+        os.environ.setdefault("MLFLOW_TRACKING_USERNAME", user)
+    if password is not None:
+        os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", password)
+    return bare
 
 
 def ensure_experiment(client, name: str, artifact_location: str | None) -> str:
@@ -141,6 +181,38 @@ def git_state(path: Path) -> tuple[str, str]:
     except (OSError, subprocess.SubprocessError):
         return "unknown", "unknown"
     return commit, "true" if dirty else "false"
+
+
+# The libraries that compute results; their versions are part of what a run's numbers depend on.
+RESULT_LIBRARIES = ("numpy", "scipy", "pandas", "scikit-learn", "lightgbm", "implicit", "torch")
+# airush modules that only read or show recorded runs: editing them changes no result.
+VIEW_MODULES = frozenset(
+    ("cli.py", "compare.py", "console.py", "help.py", "leaderboard.py", "leaderboard_output.py")
+    + ("registry.py", "reproduce.py", "store.py")
+)
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """What computes a run besides its config and data: airush's own source files (views aside) and the
+    versions of the libraries above, as 16 hex digits. Resume reuses a run only when this matches too: a fixed bug or an
+    upgraded library means training again, whatever git says (an installed wheel has no git)."""
+    import hashlib
+    from importlib import metadata
+
+    package = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(
+        p for p in package.rglob("*.py") if p.relative_to(package).as_posix() not in VIEW_MODULES
+    ):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    for name in RESULT_LIBRARIES:
+        try:
+            version = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            version = "-"
+        digest.update(f"{name}=={version}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def run_is_dead(run) -> bool:
@@ -247,15 +319,31 @@ def open_experiment(tracking_uri: str, experiment: str, artifact_location: str |
     return client, experiment_id
 
 
-def finished_run_with_config(client, experiment_id: str, config_hash: str):
-    """The latest FINISHED run of this experiment with the same config hash, or None."""
+def finished_run_with_config(client, experiment_id: str, config_hash: str, code: str):
+    """The latest FINISHED run of this experiment with the same config hash and code fingerprint, or None."""
     runs = client.search_runs(
         [experiment_id],
-        f"tags.`airush.config_hash` = '{config_hash}' and attributes.status = 'FINISHED'",
+        f"tags.`airush.config_hash` = '{config_hash}' and tags.`airush.code` = '{code}' "
+        "and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
     return runs[0] if runs else None
+
+
+def close_dead_runs_with_config(client, experiment_id: str, config_hash: str) -> list[str]:
+    """End as KILLED (tagged airush.dead) the RUNNING runs of this config whose process is gone: a rerun
+    replaces them, and they stop looking alive in the UI. Returns their ids."""
+    runs = client.search_runs(
+        [experiment_id],
+        f"tags.`airush.config_hash` = '{config_hash}' and attributes.status = 'RUNNING'",
+        max_results=1000,
+    )
+    dead = [run.info.run_id for run in runs if run_is_dead(run)]
+    for run_id in dead:
+        client.set_tag(run_id, "airush.dead", "true")
+        client.set_terminated(run_id, "KILLED")
+    return dead
 
 
 @contextmanager
@@ -266,8 +354,11 @@ def tracked_run(
     run_name: str,
     tags: dict[str, str],
     sweep_dir: Path | None = None,
+    log_dir: Path | None = None,
 ) -> Iterator[TrackedRun]:
-    """An MLflow run that ends FINISHED, FAILED (traceback logged) or KILLED (Ctrl-C)."""
+    """An MLflow run that ends FINISHED, FAILED (traceback logged) or KILLED (Ctrl-C, SIGTERM); the `*.log`
+    files in `log_dir` go with it however it ends. When the store itself fails mid-run, the run's own error
+    is what surfaces."""
     global last_run_id
     client, experiment_id = open_experiment(tracking_uri, experiment, artifact_location)
     if sweep_dir is not None:
@@ -278,18 +369,28 @@ def tracked_run(
     run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     last_run_id = run.info.run_id
     tracked = TrackedRun(client, run.info.run_id, experiment_id, tracking_uri)
+
+    def end(status: str, err: BaseException | None = None) -> None:
+        if err is not None:
+            tracked.log_text("".join(traceback.format_exception(err)), "traceback.txt")
+            tracked.set_tags(
+                {"airush.error": str(err).splitlines()[0][:500] if str(err) else type(err).__name__}
+            )
+        for log_file in sorted(log_dir.glob("*.log")) if log_dir is not None else []:
+            client.log_artifact(tracked.run_id, str(log_file))
+        client.set_terminated(tracked.run_id, status)
+
     try:
         yield tracked
-    except KeyboardInterrupt:
-        client.set_terminated(tracked.run_id, "KILLED")
-        raise
     except BaseException as err:
-        tracked.log_text("".join(traceback.format_exception(err)), "traceback.txt")
-        tracked.set_tags({"airush.error": str(err).splitlines()[0][:500] if str(err) else type(err).__name__})
-        client.set_terminated(tracked.run_id, "FAILED")
+        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+        try:
+            end(status, None if status == "KILLED" else err)
+        except Exception as store_err:  # the store may be what failed; the run's own error still surfaces
+            print(f"airush: could not mark run {tracked.run_id} {status}: {store_err}", file=sys.stderr)
         raise
     else:
-        client.set_terminated(tracked.run_id, "FINISHED")
+        end("FINISHED")
 
 
 @contextmanager

@@ -1,0 +1,67 @@
+"""Tracking URIs with credentials: probed and used without ever printing or resolving the secret."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from airush.errors import ConfigError
+from airush.tracking import check_server_reachable, redact_text, split_credentials
+
+
+def test_redact_text_masks_every_userinfo_and_nothing_else():
+    text = "mlflow.tracking_uri=http://ann:s3cret@10.0.0.5:5000 db=postgresql://u:p@db/x sqlite:////tmp/a.db"
+    assert redact_text(text) == (
+        "mlflow.tracking_uri=http://***@10.0.0.5:5000 db=postgresql://***@db/x sqlite:////tmp/a.db"
+    )
+
+
+def test_split_credentials_unquotes_and_leaves_other_uris_alone():
+    assert split_credentials("https://a%40b:p%3Aw@host:8443/mlflow") == (
+        "https://host:8443/mlflow",
+        "a@b",
+        "p:w",
+    )
+    assert split_credentials("postgresql://u:p@db/x") == ("postgresql://u:p@db/x", None, None)
+
+
+@pytest.fixture
+def auth_server():
+    """A loopback HTTP server that answers /health with 401 unless given the right basic auth."""
+    seen: list[tuple[str, str | None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.path, self.headers.get("Authorization")))
+            ok = self.headers.get("Authorization") == "Basic " + base64.b64encode(b"ann:s3cret").decode()
+            self.send_response(200 if ok else 401)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], seen
+    server.shutdown()
+
+
+def test_the_probe_sends_credentials_as_a_header_not_in_the_host(auth_server):
+    port, seen = auth_server
+    check_server_reachable(f"http://ann:s3cret@127.0.0.1:{port}")
+    assert seen == [("/health", "Basic " + base64.b64encode(b"ann:s3cret").decode())]
+
+
+def test_an_unreachable_server_with_credentials_is_one_line_without_the_secret():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ConfigError) as err:
+        check_server_reachable(f"http://ann:s3cret@127.0.0.1:{port}")
+    assert "s3cret" not in str(err.value) and f"http://***@127.0.0.1:{port}" in str(err.value)
