@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import shutil
+
 import pytest
+
+from airush.reproduce import metric_differences, replayed_overrides, same_code
 
 from conftest import SMALL, run_airush
 
@@ -15,6 +20,10 @@ def _runs(tracking_uri: str):
         [e.experiment_id for e in client.search_experiments()], order_by=["start_time ASC"]
     )
     return runs
+
+
+def _reproduce(run_id: str, tracking_uri: str, cwd, *extra: str):
+    return run_airush(["reproduce", run_id, *extra, "--tracking-uri", tracking_uri], cwd)
 
 
 @pytest.mark.slow
@@ -44,6 +53,10 @@ def test_reproduce_gives_identical_metrics(args, tmp_path, tracking_uri):
     assert repeat.data.tags["data.fingerprint"] == original.data.tags["data.fingerprint"]
     assert len(original.data.metrics) > 5
     assert repeat.data.metrics == original.data.metrics
+    assert repeat.data.tags["airush.metrics_identical"] == "true"
+    assert again.stdout.strip().endswith(
+        f"airush: metrics identical to run {original.info.run_id} ({len(original.data.metrics)} metrics)"
+    )
 
 
 @pytest.mark.slow
@@ -58,6 +71,74 @@ def test_reproduce_warns_when_the_data_differs(tmp_path, tracking_uri):
     assert f"differs from run {original.info.run_id}'s" in again.stderr
     _, repeat = _runs(tracking_uri)
     assert repeat.data.tags["airush.reproduce.same_data"] == "false"
+    assert repeat.data.tags["airush.metrics_identical"] == "false"
+    (verdict,) = [line for line in again.stdout.splitlines() if "metrics differ" in line]
+    assert verdict.startswith(f"airush: metrics differ from run {original.info.run_id} in ")
+    before, after = original.data.metrics, repeat.data.metrics
+    first = min(name for name in before if before[name] != after[name])  # the line lists them sorted
+    assert f"): {first}: {before[first]!r} -> {after[first]!r}; " in verdict
+
+
+@pytest.mark.slow
+def test_a_reproduction_of_a_run_with_added_keys_reproduces_again(tmp_path, tracking_uri):
+    """`+key=value` overrides and the `+reproduce=run` a reproduction records are both replayable."""
+    args = ["task=music", "model=pop", "+mlflow.note=baseline", *SMALL["music"]]
+    assert run_airush(args, tmp_path, tracking_uri).returncode == 0
+    (original,) = _runs(tracking_uri)
+    again = _reproduce(original.info.run_id, tracking_uri, tmp_path)
+    assert again.returncode == 0, again.stderr
+    _, first = _runs(tracking_uri)
+    twice = _reproduce(first.info.run_id, tracking_uri, tmp_path)
+    assert twice.returncode == 0, twice.stderr
+    _, first, second = _runs(tracking_uri)
+    assert second.data.tags["airush.reproduces"] == first.info.run_id
+    assert second.data.params["mlflow.note"] == "baseline"
+    assert second.data.tags["airush.metrics_identical"] == "true"
+    assert second.data.metrics == first.data.metrics == original.data.metrics
+
+
+@pytest.mark.slow
+def test_reproduction_lands_in_the_store_it_was_read_from(tmp_path):
+    """Recorded overrides naming where the run went (store, outputs) are not replayed: a copied store gets the
+    reproduction, the original store and outputs are left alone."""
+    first, copy = tmp_path / "first", tmp_path / "copy"
+    copy.mkdir()
+    args = [
+        "task=music",
+        "model=pop",
+        f"mlflow.tracking_uri=sqlite:///{first / 'mlflow.db'}",
+        f"paths.outputs={first / 'outputs'}",
+        *SMALL["music"],
+    ]
+    assert run_airush(args, tmp_path).returncode == 0
+    shutil.copy(first / "mlflow.db", copy / "mlflow.db")
+    (original,) = _runs(f"sqlite:///{first / 'mlflow.db'}")
+    again = _reproduce(original.info.run_id, f"sqlite:///{copy / 'mlflow.db'}", tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert len(_runs(f"sqlite:///{first / 'mlflow.db'}")) == 1
+    _, repeat = _runs(f"sqlite:///{copy / 'mlflow.db'}")
+    assert repeat.data.tags["airush.reproduces"] == original.info.run_id
+    assert len(list((first / "outputs" / "runs").glob("*/*"))) == 1
+
+
+@pytest.mark.slow
+def test_reproduce_tags_what_it_cannot_vouch_for(tmp_path, tracking_uri):
+    """No recorded data fingerprint: same_data is unknown, never true; another commit: same_code is false."""
+    from mlflow.tracking import MlflowClient
+
+    args = ["task=music", "model=pop", *SMALL["music"]]
+    assert run_airush(args, tmp_path, tracking_uri).returncode == 0
+    (original,) = _runs(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    client.delete_tag(original.info.run_id, "data.fingerprint")
+    client.set_tag(original.info.run_id, "git.commit", "0" * 40)
+    again = _reproduce(original.info.run_id, tracking_uri, tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "made at commit 000000000000" in again.stderr
+    _, repeat = _runs(tracking_uri)
+    assert repeat.data.tags.get("airush.reproduce.same_data", "unknown") == "unknown"
+    assert repeat.data.tags["airush.reproduce.same_code"] == "false"
+    assert repeat.data.tags["airush.metrics_identical"] == "true"
 
 
 def test_reproduce_mistakes_are_one_line(tmp_path, tracking_uri):
@@ -70,3 +151,71 @@ def test_reproduce_mistakes_are_one_line(tmp_path, tracking_uri):
     assert unknown.returncode == 2 and unknown.stderr.strip() == (
         f"airush: error: no run '0123abc' in MLflow store {tracking_uri}"
     )
+
+
+def test_reproduce_usage_names_only_the_run_id(tmp_path):
+    result = run_airush(["reproduce"], tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "required: run_id (" in result.stderr and "overrides" not in result.stderr
+
+
+def test_a_run_without_config_artifacts_is_named_as_such(tmp_path, tracking_uri):
+    """A run that never logged its config (here: FAILED, no artifacts at all) is refused in one accurate line."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.create_experiment("music", artifact_location=(tmp_path / "artifacts").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    client.set_terminated(run_id, "FAILED")
+    result = _reproduce(run_id, tracking_uri, tmp_path)
+    assert result.returncode == 2 and result.stderr.strip() == (
+        f"airush: error: run {run_id} (FAILED) has no hydra/config_resolved.yaml or hydra/overrides.yaml "
+        "artifact: not an airush run, or one that ended before logging it"
+    )
+
+
+def test_replayed_overrides_leave_out_where_the_run_went():
+    recorded = [
+        "task=music",
+        "+mlflow.note=x",
+        "++seed=3",
+        "+hparams_search=music_als",
+        "~lr",
+        "mlflow.tracking_uri=sqlite:////elsewhere/mlflow.db",
+        "mlflow.run_name=baseline",
+        "paths.run_dir=/original/run",
+        "hydra.run.dir=/original/run",
+        "+reproduce=run",
+    ]
+    assert replayed_overrides(recorded) == [
+        "task=music",
+        "++mlflow.note=x",
+        "++seed=3",
+        "+hparams_search=music_als",
+        "~lr",
+    ]
+
+
+@pytest.mark.parametrize(
+    "recorded, current, same",
+    [
+        ({"git.commit": "a", "git.dirty": "false"}, ("a", "false"), "true"),
+        ({"git.commit": "a", "git.dirty": "false"}, ("b", "false"), "false"),
+        ({"git.commit": "a", "git.dirty": "true"}, ("b", "true"), "false"),
+        ({"git.commit": "a", "git.dirty": "true"}, ("a", "false"), "unknown"),
+        ({}, ("a", "false"), "unknown"),
+        ({"git.commit": "a", "git.dirty": "false"}, ("unknown", "unknown"), "unknown"),
+    ],
+)
+def test_same_code(recorded, current, same):
+    assert same_code(recorded, current) == same
+
+
+def test_metric_differences_are_exact():
+    nan, next_up = float("nan"), math.nextafter(0.1, 1.0)
+    assert metric_differences({"a": 0.1, "b": nan}, {"a": 0.1, "b": nan}) == []
+    assert metric_differences({"a": 0.1, "b": 1.0}, {"a": next_up, "c": 2.0}) == [
+        f"a: 0.1 -> {next_up!r}",
+        "b: 1.0 -> none",
+        "c: none -> 2.0",
+    ]

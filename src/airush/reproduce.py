@@ -2,12 +2,15 @@
 
 The run's resolved config (artifact `hydra/config_resolved.yaml`) becomes a config option laid over a normal
 composition with the run's own command-line overrides (so group choices such as `model=als` are the same), and
-`airush` runs as usual: a new run, tagged `airush.reproduces`. On CPU the metrics come out identical; a different
-git commit is warned about before the run, a different data fingerprint after the data is loaded.
+`airush` runs as usual: a new run in the same store, tagged `airush.reproduces`. On CPU the metrics come out
+identical; the end of a reproduction says whether they did (tag `airush.metrics_identical`). A different git
+commit is warned about before the run, a different data fingerprint after the data is loaded (tags
+`airush.reproduce.same_code`, `airush.reproduce.same_data`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import tempfile
@@ -16,12 +19,17 @@ from pathlib import Path
 import yaml
 
 from airush.errors import UserError
-from airush.store import OneLineParser, default_tracking_uri, open_store
+from airush.store import OneLineParser, default_tracking_uri, open_store, store_error
+from airush.tracking import redact_uri
 
 CONFIG_ARTIFACT = "hydra/config_resolved.yaml"
 OVERRIDES_ARTIFACT = "hydra/overrides.yaml"
 # Where a run went, not what it computed: taken from today's command, not from the recorded run.
 NOT_REPRODUCED = ("paths", "hydra")
+# Recorded overrides not replayed: where the run went (another store, the original's run dir, its name) and
+# the option a reproduction adds itself (`+reproduce=run`, recorded when the run was itself a reproduction).
+NOT_REPLAYED = (*NOT_REPRODUCED, "mlflow.tracking_uri", "mlflow.run_name", "reproduce")
+DIFFERENCES_SHOWN = 10
 
 
 def main(argv: list[str]) -> int:
@@ -31,23 +39,54 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("run_id", help="the run to reproduce")
     parser.add_argument(
-        "overrides", nargs="*", help="extra key=value overrides (the result is then not exact)"
+        "overrides",
+        nargs="*",
+        default=[],  # without a default argparse counts a `*` positional as required in its usage error
+        help="extra key=value overrides (the result is then not exact)",
     )
     parser.add_argument(
         "--tracking-uri", help="default: MLFLOW_TRACKING_URI or sqlite:///./outputs/mlflow.db"
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
+    if any(key_of(o) == "mlflow.tracking_uri" for o in args.overrides):
+        raise UserError(
+            "airush reproduce: a reproduction is recorded in the store its run is read from; "
+            "choose that store with --tracking-uri, not mlflow.tracking_uri="
+        )
     uri = args.tracking_uri or default_tracking_uri()
-    run, config, overrides = recorded_run(uri, args.run_id)
-    warn_if_code_differs(run)
-    with tempfile.TemporaryDirectory(prefix="airush-reproduce-") as config_dir:
-        write_reproduce_option(Path(config_dir), config, run)
-        os.environ["MLFLOW_TRACKING_URI"] = uri  # the new run lands beside the one it reproduces
-        sys.argv = ["airush", "--config-dir", config_dir, *overrides, "+reproduce=run", *args.overrides]
-        from airush.cli import hydra_main
-
-        hydra_main()
+    original, config, overrides = recorded_run(uri, args.run_id)
+    code = same_code(original.data.tags, current_code())
+    if code != "true":
+        warn_code_differs(original, code)
+    overrides = [*replayed_overrides(overrides), "+reproduce=run", *args.overrides]
+    run_id = run_again(uri, config, original, overrides, {"airush.reproduce.same_code": code})
+    report_metrics(uri, original, run_id)
     return 0
+
+
+def run_again(uri: str, config: dict, original, overrides: list[str], tags: dict[str, str]) -> str:
+    """Run `airush` in this process on the reproduce option; the new run's id. Its provenance tags are set
+    even when it fails."""
+    from airush import tracking
+    from airush.cli import hydra_main
+
+    tags = {**tags, "airush.reproduces": original.info.run_id}
+    if "data.fingerprint" not in original.data.tags:
+        tags["airush.reproduce.same_data"] = "unknown"  # nothing to compare: never claim the data is the same
+    before = tracking.last_run_id
+    try:
+        with tempfile.TemporaryDirectory(prefix="airush-reproduce-") as config_dir:
+            write_reproduce_option(Path(config_dir), config, original)
+            os.environ["MLFLOW_TRACKING_URI"] = uri  # the new run lands beside the one it reproduces
+            sys.argv = ["airush", "--config-dir", config_dir, *overrides]
+            hydra_main()  # a single run: Hydra runs the job in this process, so last_run_id is the new run
+    finally:
+        started = tracking.last_run_id if tracking.last_run_id != before else None
+        if started is not None:
+            set_tags(uri, started, tags)
+    if started is None:
+        raise UserError(f"airush reproduce: no MLflow run was started for run {original.info.run_id}")
+    return started
 
 
 def recorded_run(uri: str, run_id: str):
@@ -58,38 +97,87 @@ def recorded_run(uri: str, run_id: str):
     try:
         run = client.get_run(run_id)
     except MlflowException:
-        raise UserError(f"no run '{run_id}' in MLflow store {uri}") from None
+        raise UserError(f"no run '{run_id}' in MLflow store {redact_uri(uri)}") from None
     if run.data.tags.get("airush.sweep") == "parent":
         raise UserError(
             f"run {run_id} is a sweep's parent; reproduce one of its children (or its best.run_id)"
         )
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
+    try:
+        logged = {a.path for a in client.list_artifacts(run_id, "hydra")}
+        missing = [a for a in (CONFIG_ARTIFACT, OVERRIDES_ARTIFACT) if a not in logged]
+        if missing:
+            raise UserError(missing_config_message(run, missing))
+        with tempfile.TemporaryDirectory() as tmp:
             config_path = client.download_artifacts(run_id, CONFIG_ARTIFACT, tmp)
             overrides_path = client.download_artifacts(run_id, OVERRIDES_ARTIFACT, tmp)
-        except (MlflowException, OSError):
-            raise UserError(
-                f"run {run_id} has no {CONFIG_ARTIFACT} artifact (not an airush run, or it failed before "
-                "logging its config)"
-            ) from None
-        config = yaml.safe_load(Path(config_path).read_text())
-        overrides = yaml.safe_load(Path(overrides_path).read_text()) or []
+            config = yaml.safe_load(Path(config_path).read_text())
+            overrides = yaml.safe_load(Path(overrides_path).read_text()) or []
+    except (MlflowException, OSError) as err:
+        raise store_error(uri, err) from None
     return run, config, [str(o) for o in overrides]
 
 
-def warn_if_code_differs(run) -> None:
+def missing_config_message(run, missing: list[str]) -> str:
+    """Why a run has no config to rebuild, true for finished, running and failed runs alike."""
+    status = run.info.status
+    why = {
+        "FINISHED": "not an airush run, or one that did not log it",
+        "RUNNING": "not an airush run, or one that has not logged it yet",
+    }.get(status, "not an airush run, or one that ended before logging it")
+    return f"run {run.info.run_id} ({status}) has no {' or '.join(missing)} artifact: {why}"
+
+
+def key_of(override: str) -> str:
+    """The key or group an override sets (`+mlflow.note=x` -> mlflow.note, `~seed` -> seed)."""
+    return override.lstrip("+~").split("=", 1)[0].split("@", 1)[0]
+
+
+def replayed_overrides(overrides: list[str]) -> list[str]:
+    """The recorded overrides to compose with again, minus NOT_REPLAYED. A value added with `+key=value` is
+    added with `++`: the reproduce option already holds every recorded value, so a plain `+` would clash."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from airush.choices import conf_dir
+
+    replayed = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if any(key == k or key.startswith((f"{k}.", f"{k}/")) for k in NOT_REPLAYED):
+            continue
+        is_group = (conf_dir() / key).is_dir() and not isinstance(override.value(), dict)
+        line = override.input_line or ""
+        replayed.append("+" + line if override.is_add() and not is_group else line)
+    return replayed
+
+
+def current_code() -> tuple[str, str]:
     import airush
     from airush.tracking import git_state
 
-    recorded = run.data.tags.get("git.commit", "unknown")
-    commit, dirty = git_state(Path(airush.__file__).parent)
-    if recorded != commit or dirty == "true" or run.data.tags.get("git.dirty") == "true":
-        print(
-            f"airush: warning: run {run.info.run_id} was made at commit {recorded[:12]} "
-            f"(dirty={run.data.tags.get('git.dirty', 'unknown')}); this checkout is {commit[:12]} "
-            f"(dirty={dirty}): results may differ",
-            file=sys.stderr,
-        )
+    return git_state(Path(airush.__file__).parent)
+
+
+def same_code(recorded_tags: dict[str, str], current: tuple[str, str]) -> str:
+    """ "true" for one clean commit on both sides, "false" for different commits, "unknown" when git could not
+    tell or either side had uncommitted changes (which may or may not touch the code)."""
+    recorded = (recorded_tags.get("git.commit", "unknown"), recorded_tags.get("git.dirty", "unknown"))
+    (commit, dirty), (now_commit, now_dirty) = recorded, current
+    if "unknown" in (commit, now_commit):
+        return "unknown"
+    if commit != now_commit:
+        return "false"
+    return "true" if (dirty, now_dirty) == ("false", "false") else "unknown"
+
+
+def warn_code_differs(run, code: str) -> None:
+    commit, dirty = current_code()
+    tags = run.data.tags
+    print(
+        f"airush: warning: run {run.info.run_id} was made at commit {tags.get('git.commit', 'unknown')[:12]} "
+        f"(dirty={tags.get('git.dirty', 'unknown')}); this checkout is {commit[:12]} (dirty={dirty}): "
+        f"results may differ (airush.reproduce.same_code={code})",
+        file=sys.stderr,
+    )
 
 
 def write_reproduce_option(config_dir: Path, config: dict, run) -> None:
@@ -107,3 +195,52 @@ def write_reproduce_option(config_dir: Path, config: dict, run) -> None:
     folder.mkdir(parents=True)
     text = "# @package _global_\n" + yaml.safe_dump(values, sort_keys=False)
     (folder / "run.yaml").write_text(text)
+
+
+def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
+    from mlflow.entities import RunTag
+
+    from airush.tracking import client_for
+
+    client_for(uri).log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+
+def report_metrics(uri: str, original, run_id: str) -> None:
+    """One line on whether the new run's metrics equal the original's, bit for bit; tagged on the new run."""
+    from airush.tracking import client_for
+
+    expected = dict(original.data.metrics)
+    if not expected:
+        print(f"airush: run {original.info.run_id} recorded no metrics: nothing to compare")
+        set_tags(uri, run_id, {"airush.metrics_identical": "unknown"})
+        return
+    got = dict(client_for(uri).get_run(run_id).data.metrics)
+    differences = metric_differences(expected, got)
+    set_tags(uri, run_id, {"airush.metrics_identical": str(not differences).lower()})
+    if not differences:
+        print(f"airush: metrics identical to run {original.info.run_id} ({len(expected)} metrics)")
+        return
+    shown = "; ".join(differences[:DIFFERENCES_SHOWN])
+    more = (
+        f"; and {len(differences) - DIFFERENCES_SHOWN} more" if len(differences) > DIFFERENCES_SHOWN else ""
+    )
+    print(
+        f"airush: metrics differ from run {original.info.run_id} in {len(differences)} of "
+        f"{len(expected.keys() | got.keys())} (original -> reproduction): {shown}{more}"
+    )
+
+
+def metric_differences(expected: dict[str, float], got: dict[str, float]) -> list[str]:
+    """`name: a -> b` for each metric not exactly equal (NaN equals NaN; a missing one shows as `none`)."""
+
+    def same(a: float | None, b: float | None) -> bool:
+        return a is not None and b is not None and (a == b or (math.isnan(a) and math.isnan(b)))
+
+    def shown(value: float | None) -> str:
+        return "none" if value is None else repr(value)
+
+    return [
+        f"{name}: {shown(expected.get(name))} -> {shown(got.get(name))}"
+        for name in sorted(expected.keys() | got.keys())
+        if not same(expected.get(name), got.get(name))
+    ]
