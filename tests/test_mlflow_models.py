@@ -75,34 +75,28 @@ def latest_run(client, experiment: str):
     return found
 
 
-def rebuild(cfg, model_dir: Path):
-    """The run's splits (same seed, same data) and its model as saved, to compare the served model against."""
+def assert_logged_mlflow_model(client, run_id: str) -> None:
+    """The run itself logged its MLflow Model (run.py calls `save_mlflow_model` after training)."""
+    assert "model/MLmodel" in {f.path for f in client.list_artifacts(run_id, "model")}, run_id
+
+
+def rebuild(cfg, client, run_id: str, tmp_path: Path) -> tuple:
+    """(model, splits, prepared): the run's model as it logged it, and its data prepared and split again (same
+    seed, same data), to compare the served model against."""
     from airush.abuse.verification import AccountVerifier
     from airush.console import Stages
     from airush.run import _import, resolve_shorthands
     from airush.tasks import load_task
 
+    assert_logged_mlflow_model(client, run_id)
+    model_dir = Path(client.download_artifacts(run_id, "model/data/model", str(tmp_path)))
     cfg = resolve_shorthands(cfg)
     task = load_task(cfg.task.name)
     with Stages() as stages:
-        splits = task.split(task.prepare(cfg, stages), cfg)
+        prepared = task.prepare(cfg, stages)
     account_scope = cfg.task.get("scope") == "account"
     model_cls = AccountVerifier if account_scope else _import(cfg.model._target_)
-    return model_cls.load(model_dir), splits
-
-
-def ensure_mlflow_model(client, run_id: str, cfg, tmp_path: Path) -> tuple:
-    """Until run.py logs the MLflow Model itself (it calls `save_mlflow_model` after training): build it from
-    the run's own model files and log it as the run's `model` artifact, as run.py will. Returns (model, splits)."""
-    from airush.mlflow_models import save_mlflow_model
-
-    model_dir = Path(client.download_artifacts(run_id, "model", str(tmp_path)))
-    if (model_dir / "MLmodel").exists():
-        return rebuild(cfg, model_dir / "data" / "model")
-    model, splits = rebuild(cfg, model_dir)
-    out = save_mlflow_model(cfg, model, splits, model_dir, tmp_path / "mlflow_model")
-    client.log_artifacts(run_id, str(out), "model")
-    return model, splits
+    return model_cls.load(model_dir), task.split(prepared, cfg), prepared
 
 
 def assert_no_pickle(client, run_id: str, tmp_path: Path) -> Path:
@@ -124,7 +118,7 @@ def test_abuse_lightgbm_model_scores_sessions_like_the_run(compose_cfg, tracking
     run(cfg)
     client = mlflow.MlflowClient(tracking_uri)
     found = latest_run(client, "abuse")
-    _, splits = ensure_mlflow_model(client, found.info.run_id, cfg, tmp_path)
+    _, splits, _ = rebuild(cfg, client, found.info.run_id, tmp_path)
 
     local = assert_no_pickle(client, found.info.run_id, tmp_path)
     mlmodel = mlflow.models.Model.load(str(local / "MLmodel"))
@@ -148,6 +142,55 @@ def test_abuse_lightgbm_model_scores_sessions_like_the_run(compose_cfg, tracking
 
 
 @pytest.mark.slow
+def test_abuse_sequence_model_scores_sessions_from_raw_events_like_the_run(
+    compose_cfg, tracking_uri, tmp_path
+):
+    import torch
+
+    from airush.abuse.data.events import EVENT_COLUMNS
+    from airush.run import run
+
+    cfg = compose_cfg(["model=seq", "model.max_epochs=2", *SMALL["abuse"]])
+    run(cfg)
+    client = mlflow.MlflowClient(tracking_uri)
+    found = latest_run(client, "abuse")
+    model, splits, prepared = rebuild(cfg, client, found.info.run_id, tmp_path)
+
+    local = assert_no_pickle(client, found.info.run_id, tmp_path)
+    mlmodel = mlflow.models.Model.load(str(local / "MLmodel"))
+    assert "python_function" in mlmodel.flavors
+    assert mlmodel.signature.inputs.input_names() == list(EVENT_COLUMNS)
+    assert mlmodel.signature.outputs.input_names() == ["session_id", "score"]
+    assert torch.load(local / "data" / "model" / "model.pt", weights_only=True)  # a plain state dict
+
+    # the run's own scores: its test predictions, which are the model's in this process too
+    expected = pd.read_parquet(Path(cfg.paths.run_dir) / "evaluation" / "test_predictions.parquet")
+    assert expected["session_id"].tolist() == splits.session_id["test"].tolist()
+    np.testing.assert_array_equal(model.predict_proba(splits.X["test"]), expected["score"])
+
+    # the test sessions' raw events, rows shuffled (sessions interleaved), event and button as text
+    events = prepared.log.events
+    events = events[events["session_id"].isin(expected["session_id"])]
+    events = events.astype({"event": str, "button": str}).sample(frac=1.0, random_state=0)
+    example = mlmodel.load_input_example(str(local))
+    scored, answered, unknown = fresh_predict(
+        tracking_uri,
+        f"runs:/{found.info.run_id}/model",
+        [
+            {"input": write_input(events, tmp_path / "events.parquet")},
+            {"input": write_input(example, tmp_path / "example.parquet")},
+            {"input": write_input(events.head(3).assign(event="click"), tmp_path / "unknown.parquet")},
+        ],
+        tmp_path,
+    )
+    assert scored["session_id"].tolist() == events["session_id"].unique().tolist()  # in the order asked
+    served = scored.set_index("session_id")["score"].loc[expected["session_id"]]
+    np.testing.assert_allclose(served.to_numpy(), expected["score"].to_numpy(), rtol=1e-5, atol=1e-7)
+    assert answered["session_id"].tolist() == [1, 2] and answered["score"].between(0, 1).all()
+    assert "unknown event 'click'; expected one of key_down" in unknown
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name", ["als", "pop"])
 def test_music_model_serves_the_runs_top_n(compose_cfg, tracking_uri, tmp_path, model_name):
     from airush.run import run
@@ -156,18 +199,20 @@ def test_music_model_serves_the_runs_top_n(compose_cfg, tracking_uri, tmp_path, 
     run(cfg)
     client = mlflow.MlflowClient(tracking_uri)
     found = latest_run(client, "music")
-    model, splits = ensure_mlflow_model(client, found.info.run_id, cfg, tmp_path)
+    model, splits, _ = rebuild(cfg, client, found.info.run_id, tmp_path)
     local = assert_no_pickle(client, found.info.run_id, tmp_path)
     assert mlflow.models.Model.load(str(local / "MLmodel")).signature.params.to_dict()[0]["default"] == 10
 
     users = pd.DataFrame({"user": splits.user_ids})
-    top, top3, unknown = fresh_predict(
+    top, top3, unknown, none, negative = fresh_predict(
         tracking_uri,
         f"runs:/{found.info.run_id}/model",
         [
             {"input": write_input(users, tmp_path / "users.parquet")},  # default k = task.recommend.top_n
             {"input": write_input(users.iloc[::-1], tmp_path / "reversed.parquet"), "params": {"k": 3}},
             {"input": write_input(pd.DataFrame({"user": [10**9]}), tmp_path / "unknown.parquet")},
+            {"input": str(tmp_path / "users.parquet"), "params": {"k": 0}},  # refused, not the default
+            {"input": str(tmp_path / "users.parquet"), "params": {"k": -1}},
         ],
         tmp_path,
     )
@@ -185,6 +230,39 @@ def test_music_model_serves_the_runs_top_n(compose_cfg, tracking_uri, tmp_path, 
     assert top3["user"].tolist() == np.repeat(splits.user_ids[::-1], 3).tolist()
     assert (top3["item"].to_numpy().reshape(-1, 3) == expected[::-1, :3]).all()
     assert "1 unknown user id(s), e.g. 1000000000" in unknown
+    assert "k=0: ask for at least one recommendation per user" in none
+    assert "k=-1: ask for at least one recommendation per user" in negative
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model=bpr"],
+        ["model=content"],
+        ["model=ease"],
+        ["model=itemknn"],
+        ["model=twotower", "model.max_epochs=1"],
+    ],
+    ids=lambda overrides: overrides[0],
+)
+def test_every_other_music_model_is_logged_as_an_mlflow_model(
+    compose_cfg, tracking_uri, tmp_path, monkeypatch, overrides
+):
+    from airush.run import run
+
+    cfg = compose_cfg(["task=music", *overrides, *SMALL["music"]])
+    run(cfg)
+    client = mlflow.MlflowClient(tracking_uri)
+    found = latest_run(client, "music")
+    assert_logged_mlflow_model(client, found.info.run_id)
+    assert_no_pickle(client, found.info.run_id, tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    served = mlflow.pyfunc.load_model(f"runs:/{found.info.run_id}/model")
+    top = served.predict(pd.DataFrame({"user": [0, 1]}), params={"k": 4})
+    assert [(u, r) for u, r in zip(top["user"], top["rank"], strict=True)] == [
+        (u, k) for u in (0, 1) for k in range(1, 5)
+    ]
 
 
 @pytest.mark.slow
@@ -197,7 +275,7 @@ def test_account_verifier_model_scores_actions_of_claimed_accounts(compose_cfg, 
     run(cfg)
     client = mlflow.MlflowClient(tracking_uri)
     found = latest_run(client, "abuse")
-    _, splits = ensure_mlflow_model(client, found.info.run_id, cfg, tmp_path)
+    _, splits, _ = rebuild(cfg, client, found.info.run_id, tmp_path)
     local = assert_no_pickle(client, found.info.run_id, tmp_path)
     assert "account" in mlflow.models.Model.load(str(local / "MLmodel")).signature.inputs.input_names()
 
@@ -226,7 +304,7 @@ def test_account_verifier_model_scores_actions_of_claimed_accounts(compose_cfg, 
 
 
 @pytest.mark.slow
-def test_register_a_sweeps_best_child(compose_cfg, tracking_uri, tmp_path, monkeypatch):
+def test_register_a_sweeps_best_child(tracking_uri, tmp_path, monkeypatch):
     from airush.registry import main as registry_main
     from airush.registry import register
 
@@ -237,9 +315,8 @@ def test_register_a_sweeps_best_child(compose_cfg, tracking_uri, tmp_path, monke
     experiment_id = client.get_experiment_by_name("music").experiment_id
     (parent,) = client.search_runs([experiment_id], "tags.`airush.sweep` = 'parent'")
     children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    for n, child in enumerate(children):
-        ensure_mlflow_model(client, child.info.run_id, compose_cfg(child.data.tags["hydra.overrides"].split()),
-                            tmp_path / f"child{n}")  # fmt: skip
+    for child in children:
+        assert_logged_mlflow_model(client, child.info.run_id)
 
     result = run_airush(["register", parent.info.run_id, "--name", "music-best"], tmp_path, tracking_uri)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -250,6 +327,7 @@ def test_register_a_sweeps_best_child(compose_cfg, tracking_uri, tmp_path, monke
     assert version.tags == {
         "metric": "ndcg_at_10",
         "value": str(best.data.metrics["ndcg_at_10"]),
+        "valid_value": str(best.data.metrics["valid_ndcg_at_10"]),
         "run_id": best.info.run_id,
         "git.commit": best.data.tags["git.commit"],
         "git.dirty": best.data.tags["git.dirty"],
@@ -257,7 +335,8 @@ def test_register_a_sweeps_best_child(compose_cfg, tracking_uri, tmp_path, monke
         "airush.model": best.data.tags["airush.model"],
         "sweep_run_id": parent.info.run_id,
     }
-    assert best.data.metrics["ndcg_at_10"] == max(c.data.metrics["ndcg_at_10"] for c in children)
+    # chosen on valid, never on test
+    assert best.data.metrics["valid_ndcg_at_10"] == max(c.data.metrics["valid_ndcg_at_10"] for c in children)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     served = mlflow.pyfunc.load_model("models:/music-best/1").predict(pd.DataFrame({"user": [0, 1]}))
     assert served.groupby("user").size().tolist() == [10, 10]
@@ -285,3 +364,38 @@ def test_register_a_sweeps_best_child(compose_cfg, tracking_uri, tmp_path, monke
     assert (
         result.returncode == 2 and result.stderr.strip() == f"airush: error: no run 'nope' in {tracking_uri}"
     )
+
+
+def test_best_child_without_the_sweeps_tag_is_chosen_on_valid_and_tagged_with_both(tracking_uri, tmp_path):
+    """A sweep that never closed (no `best.run_id`): the best FINISHED child by valid, never by test; test only
+    for a child with no valid score. The version carries both values."""
+    from airush.registry import best_child, register
+
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("abuse", artifact_location=str(tmp_path / "artifacts"))
+    parent = client.create_run(experiment_id, tags={"airush.sweep": "parent"})
+
+    def child(status: str, **metrics: float) -> str:
+        tags = {"mlflow.parentRunId": parent.info.run_id, "airush.primary_metric": "roc_auc"}
+        run_id = client.create_run(experiment_id, tags=tags).info.run_id
+        for key, value in metrics.items():
+            client.log_metric(run_id, key, value)
+        client.log_text(run_id, "flavors: {}", "model/MLmodel")
+        client.set_terminated(run_id, status)
+        return run_id
+
+    child("FINISHED", roc_auc=0.99, valid_roc_auc=0.70)  # best on test: choosing it would leak test
+    chosen = child("FINISHED", roc_auc=0.80, valid_roc_auc=0.90)
+    child("FINISHED", roc_auc=0.85)  # no valid score: ranked by test, below 0.90
+    child("FAILED", roc_auc=0.95, valid_roc_auc=0.95)
+    assert best_child(client, client.get_run(parent.info.run_id), tracking_uri).info.run_id == chosen
+
+    version = register(tracking_uri, parent.info.run_id, "abuse-best")
+    assert version.run_id == chosen
+    assert {k: version.tags[k] for k in ("metric", "value", "valid_value", "sweep_run_id")} == {
+        "metric": "roc_auc",
+        "value": "0.8",
+        "valid_value": "0.9",
+        "sweep_run_id": parent.info.run_id,
+    }
+    assert version.description.endswith("roc_auc=0.8 on test, 0.9 on valid")

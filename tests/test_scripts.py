@@ -26,6 +26,42 @@ def test_tune_without_a_space_lists_the_spaces():
     assert "music_als" in result.stderr and "abuse_lgbm" in result.stderr
 
 
+def test_mlflow_server_help_and_unknown_arguments():
+    script = str(REPO / "scripts" / "mlflow_server.sh")
+    for flag in ("--help", "-h"):
+        result = subprocess.run([script, flag], capture_output=True, text=True)
+        assert result.returncode == 0 and result.stderr == ""
+        assert "MLFLOW_BACKEND_STORE_URI" in result.stdout and "WORKERS" in result.stdout
+    result = subprocess.run([script, "--backend-store-uri", "x"], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "mlflow_server.sh: unknown argument '--backend-store-uri': settings are environment variables "
+        "(see --help)"
+    ]
+
+
+def test_mlflow_server_passes_the_backend_and_artifacts_in_the_environment_not_argv(tmp_path):
+    """Whatever `ps` shows (argv, and the script's messages) holds no password; the server still gets the URIs."""
+    fake = tmp_path / "mlflow"
+    fake.write_text(
+        '#!/usr/bin/env bash\nprintf "%s\\n" "$*" "$MLFLOW_BACKEND_STORE_URI" "$MLFLOW_ARTIFACTS_DESTINATION"\n'
+    )
+    fake.chmod(0o755)
+    backend = "postgresql://bob:s3cret@db.lan:5432/mlflow?sslmode=require&password=s3cret"
+    artifacts = "sftp://bob:s3cret@files.lan/mlflow"
+    settings = ("HOST", "PORT", "WORKERS", "ALLOWED_HOSTS")  # the defaults, whatever this shell has set
+    env = {k: v for k, v in os.environ.items() if k not in settings and not k.startswith("MLFLOW_")}
+    env |= {"MLFLOW": str(fake), "BACKEND": backend, "ARTIFACTS": artifacts}
+    result = subprocess.run(
+        [str(REPO / "scripts" / "mlflow_server.sh")], env=env, capture_output=True, text=True, check=True
+    )
+    argv, got_backend, got_artifacts = result.stdout.splitlines()
+    assert argv == "server --serve-artifacts --host 127.0.0.1 --port 5000 --workers 2"
+    assert (got_backend, got_artifacts) == (backend, artifacts)
+    assert "s3cret" not in result.stderr and "bob" not in result.stderr
+    assert "backend postgresql://db.lan:5432/mlflow, artifacts sftp://files.lan/mlflow" in result.stderr
+
+
 @pytest.mark.slow
 def test_music_sweep_script_runs_every_model_and_seed(tmp_path, tracking_uri):
     from mlflow.tracking import MlflowClient

@@ -1,7 +1,9 @@
-"""A team's tracking server: scripts/mlflow_server.sh on loopback, a sweep logged to it, runs read back."""
+"""A team's tracking server: scripts/mlflow_server.sh on loopback, a sweep logged to it, runs read back and a
+model loaded through it."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -9,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,14 +25,35 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass
+class Server:
+    url: str
+    process_group: int
+    backend: Path  # its sqlite file
+
+
+def command_lines(process_group: int) -> list[str]:
+    """The command line of every process in the group, as `ps` shows them to any user."""
+    lines = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == process_group:  # after "pid (comm)": state, ppid, pgrp
+                lines.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, IndexError, ValueError):
+            continue  # a process that ended meanwhile
+    return lines
+
+
 @pytest.fixture
 def mlflow_server(tmp_path: Path):
     """The real server from our script, in its own process group so every worker goes when it stops."""
     port = _free_port()
+    backend = tmp_path / "server" / "mlflow.db"
     env = os.environ | {
         "PORT": str(port),
         "WORKERS": "1",
-        "BACKEND": f"sqlite:///{tmp_path / 'server' / 'mlflow.db'}",
+        "BACKEND": f"sqlite:///{backend}",
         "ARTIFACTS": str(tmp_path / "server" / "artifacts"),
         "MLFLOW": str(Path(sys.executable).parent / "mlflow"),
     }
@@ -52,7 +76,7 @@ def mlflow_server(tmp_path: Path):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"server did not start:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
                 time.sleep(0.5)
-        yield url
+        yield Server(url, proc.pid, backend)
     finally:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -66,13 +90,18 @@ def mlflow_server(tmp_path: Path):
 def test_a_sweep_logs_to_a_real_server_on_loopback(mlflow_server, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    result = run_airush(
-        ["-m", "task=music", *SMALL["music"], "model=pop,ease"], tmp_path, mlflow_server, timeout=600
-    )
+    url = mlflow_server.url
+    # the backend URI (a database password, on a team server) is in no process's command line
+    lines = command_lines(mlflow_server.process_group)
+    assert any("mlflow" in line for line in lines), lines
+    assert not [line for line in lines if str(mlflow_server.backend) in line]
+
+    result = run_airush(["-m", "task=music", *SMALL["music"], "model=pop,ease"], tmp_path, url, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert not (tmp_path / "outputs" / "mlflow.db").exists()  # nothing went to the local default store
+    assert mlflow_server.backend.stat().st_size > 0  # the server took its backend from the environment
 
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(url)
     experiment = client.get_experiment_by_name("music")
     assert experiment.artifact_location.startswith("mlflow-artifacts:")  # the server stores artifacts
     runs = client.search_runs([experiment.experiment_id])
@@ -83,5 +112,25 @@ def test_a_sweep_logs_to_a_real_server_on_loopback(mlflow_server, tmp_path):
     for child in children:
         assert child.info.status == "FINISHED" and child.data.metrics["ndcg_at_10"] > 0
         assert {a.path for a in client.list_artifacts(child.info.run_id)} >= {"hydra", "model"}
+    best_id = parents[0].data.tags["best.run_id"]
     summary = client.download_artifacts(parents[0].info.run_id, "sweep_summary.json", str(tmp_path))
-    assert parents[0].data.tags["best.run_id"] in Path(summary).read_text()
+    assert best_id in Path(summary).read_text()
+
+    # the best child's model, loaded through the server by a fresh process, as a teammate would
+    load = (
+        "import sys, mlflow, pandas as pd\n"
+        "model = mlflow.pyfunc.load_model(sys.argv[1])\n"
+        "print(model.predict(pd.DataFrame({'user': [0, 1]}), params={'k': 5}).to_json(orient='records'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")} | {"MLFLOW_TRACKING_URI": url}
+    served = subprocess.run(
+        [sys.executable, "-c", load, f"runs:/{best_id}/model"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert served.returncode == 0, served.stderr[-3000:]
+    rows = json.loads(served.stdout.strip().splitlines()[-1])
+    assert [(r["user"], r["rank"]) for r in rows] == [(u, k) for u in (0, 1) for k in range(1, 6)]
+    assert all(len({r["item"] for r in rows if r["user"] == u}) == 5 for u in (0, 1))

@@ -1,17 +1,18 @@
 """A run's trained model as an MLflow Model, so `mlflow.pyfunc.load_model("runs:/<run id>/model")` serves it
-without airush's CLI: abuse models take session features and return P(bot) per row, music models take user
-ids and return each user's top-N unplayed items.
+without airush's CLI: abuse models take session features and return P(bot) per row (model=seq takes raw
+events and returns `session_id, score` per session), music models take user ids and return each user's top-N
+unplayed items.
 
 LightGBM detectors use MLflow's LightGBM flavor (booster text). Every other model is a pyfunc whose loader,
-`airush.pyfunc_loader`, calls the model class's own `load(directory)` on its npz/json/text files, so no
-model is ever pickled. The model's own files sit in `data/<model dir name>/` of the MLflow Model (`data/model/`
-for a run), where the class's `load` still reads them directly.
+`airush.pyfunc_loader`, calls the model class's own `load(directory)` on its npz/json/text files (torch
+models: a state dict loaded with weights_only=True), so no model is ever pickled. The model's own files sit
+in `data/<model dir name>/` of the MLflow Model (`data/model/` for a run), where the class's `load` still
+reads them directly.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import warnings
 from pathlib import Path
@@ -21,9 +22,14 @@ import numpy as np
 import pandas as pd
 
 from airush.abuse.models.lgbm import LightGBMDetector
-from airush.pyfunc_loader import ACCOUNT_COLUMN, MODEL_INFO, SERVING, AbuseScores, MusicRecommendations
-
-log = logging.getLogger(__name__)
+from airush.pyfunc_loader import (
+    ACCOUNT_COLUMN,
+    MODEL_INFO,
+    SERVING,
+    AbuseScores,
+    MusicRecommendations,
+    SessionEventScores,
+)
 
 EXAMPLE_ROWS = 5  # real rows of the test split (abuse) or user ids (music) kept as the input example
 LOADER_MODULE = "airush.pyfunc_loader"
@@ -35,8 +41,7 @@ QUIET = ("Hint: Inferred schema contains integer column", "Operation with range 
 def save_mlflow_model(cfg, model, splits, model_dir: Path, out_dir: Path) -> Path:
     """Write the MLflow Model of `model` (already saved by its own `save` in `model_dir`) to `out_dir` and
     return `out_dir`, which the run logs as its `model` artifact. Writes airush_model.json (and for music
-    serving.npz) into `model_dir` beside the model's files. A model whose test input is not a feature table
-    is kept as its own files only, with a note in the log: its input has no MLflow schema to describe."""
+    serving.npz) into `model_dir` beside the model's files."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
     with warnings.catch_warnings():
@@ -49,11 +54,8 @@ def save_mlflow_model(cfg, model, splits, model_dir: Path, out_dir: Path) -> Pat
 def _save(cfg, model, splits, model_dir: Path, out_dir: Path) -> None:
     if cfg.task.name == "music":
         _save_music(cfg, model, splits, model_dir, out_dir)
-    elif not isinstance(splits.X["test"], pd.DataFrame):
-        shutil.copytree(model_dir, out_dir / "data" / model_dir.name)
-        log.info(
-            "%s takes no feature table: logged as its own files, not an MLflow Model", type(model).__name__
-        )
+    elif getattr(model, "inputs", "features") == "sequences":
+        _save_abuse_events(cfg, model, model_dir, out_dir)
     elif isinstance(model, LightGBMDetector):
         _save_lightgbm(model, splits, model_dir, out_dir)
     else:
@@ -92,6 +94,34 @@ def _save_abuse_pyfunc(model, splits, model_dir: Path, out_dir: Path) -> None:
     _save_pyfunc(model_dir, out_dir, example, output, None, _metadata("abuse", model))
 
 
+def _save_abuse_events(cfg, model, model_dir: Path, out_dir: Path) -> None:
+    """A model that reads raw events (model=seq): events in, `session_id, score` per session out. What the run
+    keeps holds no raw events, so the input example is `example_events()`, two short sessions in the schema."""
+    devices = {name: bool(cfg.features.get(name, True)) for name in ("keyboard", "mouse")}
+    _write_info(model_dir, "abuse", model, events=devices)
+    example = example_events()
+    output = SessionEventScores(model, **devices).predict(example)
+    metadata = _metadata("abuse", model)
+    _save_pyfunc(model_dir, out_dir, example, output, None, metadata, extra_requirements=("torch",))
+
+
+def example_events() -> pd.DataFrame:
+    """The input example of models that read raw events: a mouse session (moves, a left click) and a typing
+    one, in the abuse events schema with event and button as text (as a CSV read with pandas gives them)."""
+    nan = np.nan
+    return pd.DataFrame(
+        {
+            "session_id": [1, 1, 1, 1, 1, 2, 2, 2, 2],
+            "t_ms": [0.0, 16.0, 33.0, 120.0, 205.0, 0.0, 95.0, 140.0, 230.0],
+            "event": ["move"] * 3 + ["button_down", "button_up"] + ["key_down", "key_up"] * 2,
+            "key": [-1, -1, -1, -1, -1, 72, 72, 73, 73],
+            "x": [400.0, 412.0, 431.0, 431.0, 431.0, nan, nan, nan, nan],
+            "y": [300.0, 305.0, 311.0, 311.0, 311.0, nan, nan, nan, nan],
+            "button": ["none"] * 3 + ["left", "left"] + ["none"] * 4,
+        }
+    )
+
+
 def _save_music(cfg, model, splits, model_dir: Path, out_dir: Path) -> None:
     """User ids in, top-k unplayed items out; stores the id maps and every user's played items (train, valid
     and test: what a user would be served excludes all of them, as in the exported recommendations)."""
@@ -114,7 +144,7 @@ def _save_music(cfg, model, splits, model_dir: Path, out_dir: Path) -> None:
     _save_pyfunc(model_dir, out_dir, example, output, {"k": default_k}, _metadata("music", model))
 
 
-def _save_pyfunc(model_dir, out_dir, example, output, params, metadata) -> None:
+def _save_pyfunc(model_dir, out_dir, example, output, params, metadata, extra_requirements=()) -> None:
     import mlflow.pyfunc
 
     mlflow.pyfunc.save_model(
@@ -123,7 +153,7 @@ def _save_pyfunc(model_dir, out_dir, example, output, params, metadata) -> None:
         data_path=str(model_dir),
         signature=_signature(example, output, params),
         input_example=example,
-        pip_requirements=_requirements("airush", "numpy", "pandas", "scipy"),
+        pip_requirements=_requirements("airush", "numpy", "pandas", "scipy", *extra_requirements),
         metadata=metadata,
     )
 

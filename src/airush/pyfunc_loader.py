@@ -3,6 +3,9 @@
 
 Everything read here is our own plain files (npz, json, LightGBM text, torch weights): the model class named in
 `airush_model.json` loads its own folder with its `load(directory)`, so nothing is unpickled.
+
+Abuse models answer with P(bot): feature models one score per input row (as MLflow's LightGBM flavor does);
+models that read raw events (model=seq) one row `session_id, score` per session, since their rows are events.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import pandas as pd
 
 from airush.errors import UserError
 
-MODEL_INFO = "airush_model.json"  # {"task", "class", "default_k"?}: what `_load_pyfunc` builds
+MODEL_INFO = "airush_model.json"  # {"task", "class", "default_k"?, "events"?}: what `_load_pyfunc` builds
 SERVING = "serving.npz"  # music: user/item ids of the data set and each user's played items (CSR)
 ACCOUNT_COLUMN = "account"  # abuse, per-account verification: the account a row claims to be
 
@@ -29,6 +32,8 @@ def _load_pyfunc(data_path: str):
     model = getattr(importlib.import_module(module), name).load(directory)
     if info["task"] == "music":
         return MusicRecommendations(model, directory / SERVING, int(info["default_k"]))
+    if "events" in info:
+        return SessionEventScores(model, **info["events"])
     return AbuseScores(model)
 
 
@@ -64,6 +69,39 @@ def verifier_scores(models: dict[int, Any], data: pd.DataFrame) -> np.ndarray:
     return scores
 
 
+class SessionEventScores:
+    """Raw events in, P(bot) per session out as rows `session_id, score`, sessions in the order they first
+    appear. Columns as in the abuse events schema (`airush.abuse.data`): session_id, t_ms (ms), event, key
+    (virtual key code, -1 on mouse events), x, y (screen px, NaN on key events), button; event and button as
+    text. A session's rows are put in time order (ties keep theirs), as the run's data loader has them.
+    `keyboard`/`mouse`: which device's events the model was trained on (`features=keyboard|mouse`)."""
+
+    def __init__(self, model, keyboard: bool = True, mouse: bool = True) -> None:
+        self.model = model
+        self.keyboard, self.mouse = keyboard, mouse
+
+    def predict(self, data: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        from airush.abuse.data import BUTTONS, EVENT_KINDS
+        from airush.abuse.data.events import EVENT_COLUMNS
+        from airush.abuse.sequences import session_sequences
+
+        missing = [c for c in EVENT_COLUMNS if c not in data]
+        if missing:
+            raise UserError(
+                f"events need the columns {', '.join(EVENT_COLUMNS)}; missing {', '.join(missing)}"
+            )
+        for column, names in (("event", EVENT_KINDS), ("button", BUTTONS)):
+            unknown = sorted(set(data[column].astype(str).unique()) - set(names))
+            if unknown:
+                raise UserError(f"unknown {column} {unknown[0]!r}; expected one of {', '.join(names)}")
+        session = data["session_id"].to_numpy(np.int64)
+        events = data.iloc[np.lexsort((data["t_ms"].to_numpy(np.float64), session))]
+        asked = pd.unique(session)
+        ids = np.sort(asked)
+        scores = self.model.predict_proba(session_sequences(events, ids, self.keyboard, self.mouse))
+        return pd.DataFrame({"session_id": asked, "score": scores[np.searchsorted(ids, asked)]})
+
+
 class MusicRecommendations:
     """Users (the data set's own ids) in, their top-k unplayed items out as rows `user, rank, item`.
 
@@ -86,7 +124,8 @@ class MusicRecommendations:
     def predict(self, data: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         if "user" not in data:
             raise UserError("music recommendations need a 'user' column (the data set's own user ids)")
-        k = int((params or {}).get("k") or self.default_k)
+        k = (params or {}).get("k")
+        k = self.default_k if k is None else int(k)
         if k < 1:
             raise UserError(f"k={k}: ask for at least one recommendation per user")
         users = data["user"].to_numpy()

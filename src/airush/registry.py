@@ -1,9 +1,10 @@
 """`airush register RUN_ID --name NAME`: put a run's MLflow Model in the Model Registry, so it can be served as
 `models:/NAME/<version>` without remembering run ids.
 
-RUN_ID may be a sweep's parent run: then its best FINISHED child by the task's primary metric is registered
-(the child the sweep tagged as `best.run_id` when it closed, else the best FINISHED child found now). The
-version is tagged with the metric, its value, the run and the git commit it was trained at.
+RUN_ID may be a sweep's parent run: then its best FINISHED child is registered (the child the sweep tagged as
+`best.run_id` when it closed, else the best FINISHED child found now), best by the primary metric on valid, as
+the sweep chooses: choosing on test would leak the test set into the choice. The version is tagged with the
+metric, its test value and its valid value, the run and the git commit it was trained at.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def main(argv: list[str]) -> int:
     tags = version.tags
     print(
         f"registered '{version.name}' version {version.version}: run {tags['run_id']}, "
-        f"{tags['metric']}={tags['value']}\n"
+        f"{tags['metric']}={tags['value']} on test, {tags['valid_value'] or 'none'} on valid\n"
         f"load it with mlflow.pyfunc.load_model('models:/{version.name}/{version.version}')"
     )
     return 0
@@ -51,7 +52,8 @@ def register(uri: str, run_id: str, name: str):
     metric = run.data.tags.get("airush.primary_metric", "")
     tags = {
         "metric": metric,
-        "value": str(run.data.metrics.get(metric, "")),
+        "value": str(run.data.metrics.get(metric, "")),  # on test
+        "valid_value": str(run.data.metrics.get(f"valid_{metric}", "")),
         "run_id": run.info.run_id,
         "git.commit": run.data.tags.get("git.commit", "unknown"),
         "git.dirty": run.data.tags.get("git.dirty", "unknown"),
@@ -60,7 +62,7 @@ def register(uri: str, run_id: str, name: str):
     }
     if parent is not None:
         tags["sweep_run_id"] = parent.info.run_id
-    how = f"best child of sweep {parent.info.run_id} by {metric}" if parent is not None else "registered run"
+    how = f"best child of sweep {parent.info.run_id}" if parent is not None else "registered run"
     try:
         try:
             client.create_registered_model(name)
@@ -72,14 +74,14 @@ def register(uri: str, run_id: str, name: str):
             f"{run.info.artifact_uri}/model",
             run_id=run.info.run_id,
             tags=tags,
-            description=f"{how}: {metric}={tags['value']}",
+            description=f"{how}: {metric}={tags['value']} on test, {tags['valid_value'] or 'none'} on valid",
         )
     except MlflowException as err:
         raise UserError(f"cannot register '{name}': {err.message.splitlines()[0]}") from None
 
 
 def best_child(client, parent, uri: str):
-    """The sweep's best FINISHED child by its primary metric (higher is better, as for every airush task)."""
+    """The sweep's best FINISHED child: the one it tagged `best.run_id`, else the highest `selection_value`."""
     best_id = parent.data.tags.get("best.run_id")
     if best_id:
         return _get_run(client, best_id, uri)
@@ -87,14 +89,20 @@ def best_child(client, parent, uri: str):
         [parent.info.experiment_id],
         f"tags.mlflow.parentRunId = '{parent.info.run_id}' and attributes.status = 'FINISHED'",
     )
-    scored = [
-        (child.data.metrics[metric], child)
-        for child in children
-        if (metric := child.data.tags.get("airush.primary_metric")) in child.data.metrics
-    ]
+    scored = [(value, child) for child in children if (value := selection_value(child)) is not None]
     if not scored:
         raise UserError(f"sweep {parent.info.run_id} has no FINISHED child with its primary metric yet")
     return max(scored, key=lambda pair: pair[0])[1]
+
+
+def selection_value(run) -> float | None:
+    """What a sweep chooses by, as `airush.sweeps` does: the primary metric on valid (higher is better for
+    every airush task), on test only for a run that reports no valid score; None without the metric."""
+    metric = run.data.tags.get("airush.primary_metric")
+    if not metric:
+        return None
+    metrics = run.data.metrics
+    return metrics.get(f"valid_{metric}", metrics.get(metric))
 
 
 def _check_registrable(client, run) -> None:
