@@ -97,7 +97,10 @@ def test_same_command_twice_gives_identical_metrics(tmp_path, tracking_uri):
         (["task=music", "lr=0.1"], "model 'als' has no learning rate"),
         (["gpus=2"], "runs on CPU only"),
         (["gpus=-1"], "gpus must be a whole number"),
-        (["-m", "task=music", "model=pop,als", "--cfg", "job"], "-m runs a sweep while --cfg/--info only show"),
+        (
+            ["-m", "task=music", "model=pop,als", "--cfg", "job"],
+            "-m runs a sweep while --cfg/--info only show",
+        ),
     ],
 )
 def test_mistakes_are_one_line_and_exit_2(args, message, tmp_path, tracking_uri):

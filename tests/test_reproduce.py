@@ -132,6 +132,7 @@ def test_reproduce_tags_what_it_cannot_vouch_for(tmp_path, tracking_uri):
     client = MlflowClient(tracking_uri)
     client.delete_tag(original.info.run_id, "data.fingerprint")
     client.set_tag(original.info.run_id, "git.commit", "0" * 40)
+    client.set_tag(original.info.run_id, "airush.code", "0" * 16)  # other source or library versions
     again = _reproduce(original.info.run_id, tracking_uri, tmp_path)
     assert again.returncode == 0, again.stderr
     assert "made at commit 000000000000" in again.stderr
@@ -209,6 +210,13 @@ def test_replayed_overrides_leave_out_where_the_run_went():
 )
 def test_same_code(recorded, current, same):
     assert same_code(recorded, current) == same
+
+
+def test_same_code_goes_by_the_code_fingerprint_when_the_run_has_one():
+    dirty = {"git.commit": "a", "git.dirty": "true", "airush.code": "f00d"}
+    assert same_code(dirty, ("a", "true"), "f00d") == "true"  # git alone could not tell
+    assert same_code({**dirty, "git.dirty": "false"}, ("a", "false"), "beef") == "false"  # e.g. a new library
+    assert same_code({"git.commit": "a", "git.dirty": "false"}, ("a", "false"), "f00d") == "true"  # older run
 
 
 def test_metric_differences_are_exact():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from airush.errors import UserError
 from airush.store import OneLineParser, default_tracking_uri, open_store
+from airush.sweeps import selection_value
 from airush.tracking import redact_uri
 
 
@@ -93,16 +94,6 @@ def best_child(client, parent, uri: str):
     if not scored:
         raise UserError(f"sweep {parent.info.run_id} has no FINISHED child with its primary metric yet")
     return max(scored, key=lambda pair: pair[0])[1]
-
-
-def selection_value(run) -> float | None:
-    """What a sweep chooses by, as `airush.sweeps` does: the primary metric on valid (higher is better for
-    every airush task), on test only for a run that reports no valid score; None without the metric."""
-    metric = run.data.tags.get("airush.primary_metric")
-    if not metric:
-        return None
-    metrics = run.data.metrics
-    return metrics.get(f"valid_{metric}", metrics.get(metric))
 
 
 def _check_registrable(client, run) -> None:

@@ -55,7 +55,9 @@ def main(argv: list[str]) -> int:
         )
     uri = args.tracking_uri or default_tracking_uri()
     original, config, overrides = recorded_run(uri, args.run_id)
-    code = same_code(original.data.tags, current_code())
+    from airush.tracking import code_fingerprint
+
+    code = same_code(original.data.tags, current_code(), code_fingerprint())
     if code != "true":
         warn_code_differs(original, code)
     overrides = [*replayed_overrides(overrides), "+reproduce=run", *args.overrides]
@@ -157,9 +159,13 @@ def current_code() -> tuple[str, str]:
     return git_state(Path(airush.__file__).parent)
 
 
-def same_code(recorded_tags: dict[str, str], current: tuple[str, str]) -> str:
-    """ "true" for one clean commit on both sides, "false" for different commits, "unknown" when git could not
-    tell or either side had uncommitted changes (which may or may not touch the code)."""
+def same_code(recorded_tags: dict[str, str], current: tuple[str, str], fingerprint: str | None = None) -> str:
+    """Whether the code that made the run is the code here. A run with an `airush.code` fingerprint (airush's
+    source + result-library versions) is compared by it: "true" or "false", dirty checkouts and wheels alike.
+    Older runs by git: "true" for one clean commit on both sides, "false" for different commits, "unknown"
+    when git could not tell or either side had uncommitted changes (which may or may not touch the code)."""
+    if fingerprint is not None and "airush.code" in recorded_tags:
+        return str(recorded_tags["airush.code"] == fingerprint).lower()
     recorded = (recorded_tags.get("git.commit", "unknown"), recorded_tags.get("git.dirty", "unknown"))
     (commit, dirty), (now_commit, now_dirty) = recorded, current
     if "unknown" in (commit, now_commit):
@@ -170,11 +176,14 @@ def same_code(recorded_tags: dict[str, str], current: tuple[str, str]) -> str:
 
 
 def warn_code_differs(run, code: str) -> None:
+    from airush.tracking import code_fingerprint
+
     commit, dirty = current_code()
     tags = run.data.tags
     print(
         f"airush: warning: run {run.info.run_id} was made at commit {tags.get('git.commit', 'unknown')[:12]} "
-        f"(dirty={tags.get('git.dirty', 'unknown')}); this checkout is {commit[:12]} (dirty={dirty}): "
+        f"(dirty={tags.get('git.dirty', 'unknown')}, code {tags.get('airush.code', 'unknown')}); this checkout "
+        f"is {commit[:12]} (dirty={dirty}, code {code_fingerprint()}): "
         f"results may differ (airush.reproduce.same_code={code})",
         file=sys.stderr,
     )

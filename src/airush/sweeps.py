@@ -202,17 +202,22 @@ def sweep_summary(
         {"run_id": "", "status": "FAILED", "overrides": r["overrides"], "metric": None, "value": None}
         for r in failed_early or []
     ]
-    scored = [r for r in rows if r["value"] is not None and r["status"] in ("FINISHED", "REUSED")]
-    best = max(scored, key=selection_score) if scored else None
+    scored = [r for r in rows if r.get("selection") is not None and r["status"] in ("FINISHED", "REUSED")]
+    best = max(scored, key=lambda r: r["selection"]) if scored else None
     if best is not None:
         run = next(r for r in [*children, *(reused or [])] if r.info.run_id == best["run_id"])
         best = {**best, "params": dict(sorted(run.data.params.items()))}
     return {"children": rows, "best": best}
 
 
-def selection_score(row: dict[str, Any]) -> float:
-    """The valid value a sweep chooses by (the test value only when a run reports no valid score)."""
-    return row["valid_value"] if row.get("valid_value") is not None else row["value"]
+def selection_value(run) -> float | None:
+    """What a sweep chooses by: the primary metric on valid (higher is better for every airush task), on test
+    only for a run that reports no valid score; None without the metric."""
+    metric = run.data.tags.get("airush.primary_metric")
+    if not metric:
+        return None
+    metrics = run.data.metrics
+    return metrics.get(f"valid_{metric}", metrics.get(metric))
 
 
 def _child_row(run, status: str) -> dict[str, Any]:
@@ -224,6 +229,7 @@ def _child_row(run, status: str) -> dict[str, Any]:
         "metric": metric,
         "value": run.data.metrics.get(metric) if metric else None,
         "valid_value": run.data.metrics.get(f"valid_{metric}") if metric else None,
+        "selection": selection_value(run),
     }
 
 

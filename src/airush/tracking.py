@@ -187,8 +187,10 @@ def git_state(path: Path) -> tuple[str, str]:
 RESULT_LIBRARIES = ("numpy", "scipy", "pandas", "scikit-learn", "lightgbm", "implicit", "torch")
 # airush modules that only read or show recorded runs: editing them changes no result.
 VIEW_MODULES = frozenset(
-    ("cli.py", "compare.py", "console.py", "help.py", "leaderboard.py", "leaderboard_output.py")
-    + ("registry.py", "reproduce.py", "store.py")
+    {
+        *("cli.py", "compare.py", "console.py", "help.py", "leaderboard.py", "leaderboard_output.py"),
+        *("registry.py", "reproduce.py", "store.py"),
+    }
 )
 
 
