@@ -134,3 +134,18 @@ def test_a_sweep_logs_to_a_real_server_on_loopback(mlflow_server, tmp_path):
     rows = json.loads(served.stdout.strip().splitlines()[-1])
     assert [(r["user"], r["rank"]) for r in rows] == [(u, k) for u in (0, 1) for k in range(1, 6)]
     assert all(len({r["item"] for r in rows if r["user"] == u}) == 5 for u in (0, 1))
+
+    # credentials in the tracking URI (a server behind basic auth): used, never shown or stored
+    secret_url = url.replace("http://", "http://ann:s3cret@")
+    with_secret = run_airush(["task=music", *SMALL["music"], "model=pop"], tmp_path, secret_url, timeout=600)
+    assert with_secret.returncode == 0, with_secret.stderr[-3000:]
+    assert "s3cret" not in with_secret.stdout + with_secret.stderr
+    assert "http://***@127.0.0.1" in with_secret.stdout  # the config summary names the server, masked
+    earlier = {r.info.run_id for r in runs}
+    (secret_run,) = [
+        r for r in client.search_runs([experiment.experiment_id]) if r.info.run_id not in earlier
+    ]
+    assert "s3cret" not in json.dumps([secret_run.data.params, secret_run.data.tags])
+    stored = [p for p in (tmp_path / "server" / "artifacts").rglob("*") if p.is_file()]
+    local = [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
+    assert stored and not [p for p in stored + local if b"s3cret" in p.read_bytes()]

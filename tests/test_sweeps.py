@@ -116,41 +116,59 @@ def test_unreachable_tracking_server_is_one_line_before_any_work(tmp_path):
         assert "train" not in result.stdout  # no stage started
 
 
+BIG_ALS = ["task=music", "model=als", "model.iterations=10000", "data.n_users=2000", "data.n_items=2000"]
+
+
+def _signal_when_running(args, sig, jobs: int, tmp_path, tracking_uri):
+    """Start airush in its own process group, send `sig` to the group (as a terminal's Ctrl-C does) once `jobs`
+    runs have begun; returns (exit code, stderr)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {
+        "MLFLOW_TRACKING_URI": tracking_uri
+    }
+    # SIGINT at its default, even when this suite was started with it ignored (a shell's background job:
+    # bash sets SIG_IGN and Python then never raises KeyboardInterrupt)
+    proc = subprocess.Popen(
+        [AIRUSH, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    try:
+        # config_resolved.yaml is written inside the tracked run: the store is migrated and the run exists
+        while len(list(tmp_path.glob("outputs/*runs/*/*/**/config_resolved.yaml"))) < jobs:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail(f"the runs never started: {proc.poll()}")
+            time.sleep(0.5)
+        time.sleep(2.0)
+        os.killpg(proc.pid, sig)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, stderr
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
 )
 def test_ctrl_c_and_sigterm_mark_the_run_killed(sig, code, word, tmp_path, tracking_uri):
-
     from mlflow.tracking import MlflowClient
 
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {
-        "MLFLOW_TRACKING_URI": tracking_uri
-    }
-    big = ["task=music", "model=als", "model.iterations=10000", "data.n_users=2000", "data.n_items=2000"]
-    # as in a terminal: SIGINT at its default, even when this suite was started with it ignored (a shell's
-    # background job: bash sets SIG_IGN and Python then never raises KeyboardInterrupt)
-    proc = subprocess.Popen(
-        [AIRUSH, *big], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
-    deadline = time.monotonic() + 180
-    try:
-        # config_resolved.yaml is written inside the tracked run: the store is migrated and the run exists
-        while not list(tmp_path.glob("outputs/runs/*/*/config_resolved.yaml")):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail(f"the run never started: {proc.poll()}")
-            time.sleep(0.5)
-        time.sleep(2.0)
-        proc.send_signal(sig)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == code, stderr
+    returncode, stderr = _signal_when_running(BIG_ALS, sig, 1, tmp_path, tracking_uri)
+    assert returncode == code, stderr
     assert stderr.strip().splitlines()[-1] == f"airush: {word}"
     client = MlflowClient(tracking_uri)
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert run.info.status == "KILLED"
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_parallel_sweep_leaves_no_run_running(tmp_path, tracking_uri):
+    args = ["-m", *BIG_ALS, "seed=1,2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    returncode, stderr = _signal_when_running(args, signal.SIGINT, 2, tmp_path, tracking_uri)
+    assert returncode == 130 and "airush: interrupted" in stderr, stderr
+    _, parents, children = _runs(tracking_uri)
+    assert [r.info.status for r in parents + children] == ["KILLED"] * 3
 
 
 @pytest.mark.slow
