@@ -99,8 +99,9 @@ def test_same_command_twice_gives_identical_metrics(tmp_path, tracking_uri):
         (["gpus=-1"], "gpus must be a whole number"),
         (
             ["-m", "task=music", "model=pop,als", "--cfg", "job"],
-            "-m runs a sweep while --cfg/--info only show",
+            "--multirun and --cfg cannot go together",
         ),
+        (["--multirun", "-cjob", "task=music"], "--multirun and --cfg cannot go together"),
     ],
 )
 def test_mistakes_are_one_line_and_exit_2(args, message, tmp_path, tracking_uri):

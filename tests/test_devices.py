@@ -80,3 +80,18 @@ def test_cpu_plans_have_no_device_ids():
     cfg = OmegaConf.create({"gpus": 0, "trainer": {"accelerator": "cpu", "devices": 2, "precision": "auto"}})
     plan = devices.device_plan(cfg, "seq", _GpuModel)
     assert plan.device_ids == () and plan.device(1) == "cpu" and plan.backend == "gloo"
+
+
+def test_leases_name_the_physical_gpu_and_keep_the_holders_pid(tmp_path, monkeypatch):
+    import os
+    import socket
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")  # e.g. SLURM gave this job GPUs 5 and 7
+    held, locks = devices.lease_free_devices(tmp_path, (0,), 1, 2)
+    assert held == (0,)
+    lock_file = tmp_path / f"{socket.gethostname()}-5.lock"
+    assert lock_file.read_text() == str(os.getpid())
+    assert devices.lease_free_devices(tmp_path, (0,), 1, 1) == ((), [])  # a failed try leaves it intact
+    assert lock_file.read_text() == str(os.getpid())
+    for lock in locks:
+        lock.close()

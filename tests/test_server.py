@@ -135,17 +135,20 @@ def test_a_sweep_logs_to_a_real_server_on_loopback(mlflow_server, tmp_path):
     assert [(r["user"], r["rank"]) for r in rows] == [(u, k) for u in (0, 1) for k in range(1, 6)]
     assert all(len({r["item"] for r in rows if r["user"] == u}) == 5 for u in (0, 1))
 
-    # credentials in the tracking URI (a server behind basic auth): used, never shown or stored
+    # credentials in the tracking URI (a server behind basic auth): used, never shown or stored; in the
+    # environment (a single run), and as an override of a sweep (which Hydra would echo in job names and logs)
     secret_url = url.replace("http://", "http://ann:s3cret@")
-    with_secret = run_airush(["task=music", *SMALL["music"], "model=pop"], tmp_path, secret_url, timeout=600)
-    assert with_secret.returncode == 0, with_secret.stderr[-3000:]
-    assert "s3cret" not in with_secret.stdout + with_secret.stderr
-    assert "http://***@127.0.0.1" in with_secret.stdout  # the config summary names the server, masked
+    single = run_airush(["task=music", *SMALL["music"], "model=pop"], tmp_path, secret_url, timeout=600)
+    sweep_args = ["-m", "task=music", *SMALL["music"], "model=itemknn", f"mlflow.tracking_uri={secret_url}"]
+    sweep = run_airush(sweep_args, tmp_path, None, timeout=600)
+    for result in (single, sweep):
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "s3cret" not in result.stdout + result.stderr
+        assert url in result.stdout  # the config summary names the server, without the credentials
     earlier = {r.info.run_id for r in runs}
-    (secret_run,) = [
-        r for r in client.search_runs([experiment.experiment_id]) if r.info.run_id not in earlier
-    ]
-    assert "s3cret" not in json.dumps([secret_run.data.params, secret_run.data.tags])
+    new_runs = [r for r in client.search_runs([experiment.experiment_id]) if r.info.run_id not in earlier]
+    assert len(new_runs) == 3  # the single run, the sweep's parent and its job
+    assert "s3cret" not in json.dumps([[r.info.run_name, r.data.params, r.data.tags] for r in new_runs])
     stored = [p for p in (tmp_path / "server" / "artifacts").rglob("*") if p.is_file()]
     local = [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
     assert stored and not [p for p in stored + local if b"s3cret" in p.read_bytes()]

@@ -261,20 +261,23 @@ def test_the_best_child_is_chosen_on_valid_not_test(tracking_uri):
     assert "params" in summary["best"]
 
 
-def test_an_interrupted_sweep_leaves_no_child_running(tmp_path, tracking_uri):
+def test_an_interrupted_sweep_ends_its_local_children_and_only_tags_remote_ones(tmp_path, tracking_uri):
     import json
+    import socket
 
     from airush.sweeps import PARENTS_FILE, close_sweep
 
-    client, experiment_id, (parent, done, running) = _store_runs(
-        tracking_uri, [{}, {"status": "FINISHED"}, {}]
+    here, there = {"airush.host": socket.gethostname()}, {"airush.host": "node-17"}
+    client, experiment_id, (parent, done, local, remote) = _store_runs(
+        tracking_uri, [{}, {"tags": here, "status": "FINISHED"}, {"tags": here}, {"tags": there}]
     )
-    for child in (done, running):
+    for child in (done, local, remote):
         client.set_tag(child, "mlflow.parentRunId", parent)
     (tmp_path / PARENTS_FILE).write_text(json.dumps({experiment_id: parent}))
     close_sweep(tracking_uri, tmp_path, interrupted=True)
-    statuses = [client.get_run(i).info.status for i in (parent, done, running)]
-    assert statuses == ["KILLED", "FINISHED", "KILLED"]
+    statuses = [client.get_run(i).info.status for i in (parent, done, local, remote)]
+    assert statuses == ["KILLED", "FINISHED", "KILLED", "RUNNING"]  # a SLURM job may still be running
+    assert client.get_run(remote).data.tags["airush.sweep_interrupted"] == "true"
 
 
 def test_resume_ends_dead_running_runs_of_the_config_killed(tracking_uri):
@@ -297,3 +300,30 @@ def test_resume_ends_dead_running_runs_of_the_config_killed(tracking_uri):
     assert close_dead_runs_with_config(client, experiment_id, "abc") == [dead]
     assert [client.get_run(i).info.status for i in (dead, alive, other)] == ["KILLED", "RUNNING", "RUNNING"]
     assert client.get_run(dead).data.tags["airush.dead"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("metrics", "expected"),
+    [
+        ({"ndcg": 0.3, "valid_ndcg": 0.2}, 0.2),
+        ({"ndcg": 0.3}, 0.3),  # a task that validates nothing
+        ({"ndcg": 0.3, "valid_loss": 0.5}, None),  # validated, but no score to choose by: never test's
+        ({"ndcg": 0.3, "valid_ndcg": float("nan")}, None),
+    ],
+)
+def test_selection_is_on_valid_and_never_falls_back_to_test_for_a_validated_run(metrics, expected):
+    from airush.sweeps import selection_value
+
+    assert selection_value(metrics, "ndcg") == expected
+
+
+def test_a_test_score_never_outranks_valid_scores():
+    from airush.sweeps import best_row
+
+    rows = [
+        {"run_id": "a", "selection": 0.9, "valid_value": None},  # test only
+        {"run_id": "b", "selection": 0.4, "valid_value": 0.4},
+        {"run_id": "c", "selection": 0.5, "valid_value": 0.5},
+    ]
+    assert best_row(rows)["run_id"] == "c"
+    assert best_row(rows[:1])["run_id"] == "a" and best_row([]) is None

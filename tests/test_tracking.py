@@ -65,3 +65,25 @@ def test_an_unreachable_server_with_credentials_is_one_line_without_the_secret()
     with pytest.raises(ConfigError) as err:
         check_server_reachable(f"http://ann:s3cret@127.0.0.1:{port}")
     assert "s3cret" not in str(err.value) and f"http://***@127.0.0.1:{port}" in str(err.value)
+
+
+def test_only_a_failing_store_counts_as_the_store_failing():
+    import requests
+    import sqlalchemy.exc
+    from mlflow.exceptions import MlflowException
+
+    from airush.tracking import store_unreachable
+
+    try:
+        try:
+            raise requests.exceptions.ConnectionError("Connection refused")
+        except requests.exceptions.ConnectionError as cause:
+            raise MlflowException("API request to http://h/api/2.0/mlflow/runs/create failed") from cause
+    except MlflowException as err:
+        wrapped = err
+    assert store_unreachable(wrapped)
+    assert store_unreachable(sqlalchemy.exc.OperationalError("INSERT", {}, Exception("database is locked")))
+    assert not store_unreachable(
+        MlflowException("Changing param values is not allowed", "INVALID_PARAMETER_VALUE")
+    )
+    assert not store_unreachable(ValueError("negative dimensions are not allowed"))

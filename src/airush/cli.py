@@ -44,6 +44,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
     except Exception as err:
         if multirun:
             return job_failed(err, cfg)
+        _fail_if_store_lost(err)  # before Hydra's "Error executing job" lines
         raise
     finally:
         from airush.devices import release_devices
@@ -84,6 +85,11 @@ def main() -> None:
         from airush.choices import check_overrides
 
         check_flags(sys.argv[1:])
+        sys.argv[1:] = [uri_without_credentials(a) for a in sys.argv[1:]]
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            os.environ["MLFLOW_TRACKING_URI"] = uri_without_credentials(
+                "mlflow.tracking_uri=" + os.environ["MLFLOW_TRACKING_URI"]
+            ).split("=", 1)[1]
         overrides = [a for a in sys.argv[1:] if not a.startswith("-") and "=" in a]
         check_overrides(overrides)
         check_tracking_server(overrides)
@@ -94,6 +100,8 @@ def main() -> None:
     except KeyboardInterrupt as err:
         from airush.sweeps import interrupt_active_sweep
 
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the cleanup short
+            signal.signal(sig, signal.SIG_IGN)
         interrupt_active_sweep()
         terminated = isinstance(err, Terminated)
         print(f"airush: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
@@ -101,30 +109,53 @@ def main() -> None:
     except BrokenPipeError:  # `airush --help | head`
         sys.stderr.close()
     except Exception as err:
-        if type(err).__module__.startswith("mlflow."):  # the store failed mid-run (server gone, disk full)
-            from airush.tracking import redact_text
-
-            line = redact_text(str(err).splitlines()[0] if str(err) else type(err).__name__)
-            print(f"airush: error: MLflow tracking store failed: {line}", file=sys.stderr)
-            sys.exit(1)
+        _fail_if_store_lost(err)
         message = hydra_error_line(err)
         if message is None:
             raise
         _fail(message)
 
 
+def _fail_if_store_lost(err: BaseException) -> None:
+    """The tracking store failed mid-run (server gone, database unusable): one line, exit 1. Other MLflow
+    errors are bugs of ours and keep their traceback."""
+    from airush.tracking import error_line, store_unreachable
+
+    if store_unreachable(err):
+        print(f"airush: error: MLflow tracking store failed: {error_line(err)}", file=sys.stderr)
+        sys.exit(1)
+
+
+def uri_without_credentials(arg: str) -> str:
+    """`mlflow.tracking_uri=http(s)://user:pw@host`: the credentials go to MLflow's variables and the
+    override on to Hydra without them, so no config, log or run name can show them."""
+    key, sep, value = arg.partition("=")
+    if sep and key.lstrip("+") == "mlflow.tracking_uri":
+        from airush.tracking import use_credentials
+
+        return f"{key}={use_credentials(value)}"
+    return arg
+
+
 def check_flags(args: list[str]) -> None:
-    """Flag combinations Hydra would answer with a traceback."""
+    """Flag combinations Hydra would answer with a traceback, read by Hydra's own argument parser."""
+    from hydra._internal.utils import get_args_parser
+
     from airush.errors import ConfigError
 
-    multirun = {"-m", "--multirun"} & set(args)
-    shows = {"-c", "--cfg", "--info", "-i"} & set(args) or any(
-        a.startswith(("--cfg=", "--info=")) for a in args
-    )
-    if multirun and shows:
+    parsed, _ = get_args_parser().parse_known_args(args)
+    given = {
+        "--run": parsed.run,
+        "--multirun": parsed.multirun,
+        "--cfg": parsed.cfg,
+        "--info": parsed.info,
+        "--shell-completion": parsed.shell_completion,
+    }
+    modes = [flag for flag, value in given.items() if value]
+    if len(modes) > 1:
         raise ConfigError(
-            f"{sorted(multirun)[0]} runs a sweep while --cfg/--info only show a config; "
-            "drop -m to see one job's config (give one value per key)"
+            f"{' and '.join(modes)} cannot go together: -m runs a sweep, --cfg/--info only show a config "
+            "(drop -m to see one job's config, with one value per key)"
         )
 
 
@@ -162,8 +193,10 @@ def _exit_if_jobs_failed() -> None:
         return
     failed = sys.modules["airush.sweeps"].failed_jobs
     if failed:
+        from airush.tracking import redact_text
+
         jobs = "; ".join(f"#{job['num']} ({job['overrides']}): {job['error']}" for job in failed)
-        print(f"airush: error: {len(failed)} sweep job(s) failed: {jobs}", file=sys.stderr)
+        print(f"airush: error: {len(failed)} sweep job(s) failed: {redact_text(jobs)}", file=sys.stderr)
         sys.exit(1)
 
 

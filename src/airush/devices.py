@@ -181,12 +181,14 @@ def lease_free_devices(
     order = [*preferred, *(d for d in range(available) if d not in preferred)]
     held: list[tuple[int, TextIO]] = []
     for device in order:
-        lock = open(lock_dir / f"{socket.gethostname()}-{device}.lock", "w")  # noqa: SIM115 (held open)
+        path = lock_dir / f"{socket.gethostname()}-{physical_device(device)}.lock"
+        lock = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), "r+")  # not truncated: a holder's pid
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             lock.close()
             continue
+        lock.truncate()
         lock.write(str(os.getpid()))
         lock.flush()
         held.append((device, lock))
@@ -195,6 +197,13 @@ def lease_free_devices(
     for _, lock in held:
         lock.close()
     return (), []
+
+
+def physical_device(index: int) -> str:
+    """The device behind CUDA index `index`: with CUDA_VISIBLE_DEVICES (SLURM, a user's own choice) index 0
+    may be physical GPU 5, and leases must name the GPU itself."""
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return visible[index] if index < len(visible) else str(index)
 
 
 def release_devices() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from airush.errors import UserError
 from airush.store import OneLineParser, default_tracking_uri, open_store
-from airush.sweeps import selection_value
+from airush.sweeps import sweep_summary
 from airush.tracking import redact_uri
 
 
@@ -82,7 +82,8 @@ def register(uri: str, run_id: str, name: str):
 
 
 def best_child(client, parent, uri: str):
-    """The sweep's best FINISHED child: the one it tagged `best.run_id`, else the highest `selection_value`."""
+    """The sweep's best FINISHED child: the one it tagged `best.run_id`, else the one
+    `sweeps.sweep_summary` picks now (on valid)."""
     best_id = parent.data.tags.get("best.run_id")
     if best_id:
         return _get_run(client, best_id, uri)
@@ -90,10 +91,10 @@ def best_child(client, parent, uri: str):
         [parent.info.experiment_id],
         f"tags.mlflow.parentRunId = '{parent.info.run_id}' and attributes.status = 'FINISHED'",
     )
-    scored = [(value, child) for child in children if (value := selection_value(child)) is not None]
-    if not scored:
+    best = sweep_summary(children)["best"]
+    if best is None:
         raise UserError(f"sweep {parent.info.run_id} has no FINISHED child with its primary metric yet")
-    return max(scored, key=lambda pair: pair[0])[1]
+    return next(child for child in children if child.info.run_id == best["run_id"])
 
 
 def _check_registrable(client, run) -> None:
@@ -116,4 +117,7 @@ def _get_run(client, run_id: str, uri: str):
 def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    from airush.tracking import use_credentials
+
+    bare = use_credentials(uri)  # credentials to MLflow's variables: no message can show them
+    return MlflowClient(tracking_uri=bare, registry_uri=bare)

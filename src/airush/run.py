@@ -178,10 +178,11 @@ def check_reproduced_data(cfg: DictConfig, fingerprint: str, tracked) -> None:
 
 
 def sweep_objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
-    """The value a sweeper (Optuna) optimises: the task's primary metric on valid, so tuning never looks at
-    test; the test value only when a task reports no valid score."""
-    primary = cfg.task.primary_metric
-    return metrics.get(f"valid_{primary}", metrics.get(primary))
+    """The value a sweeper (Optuna) optimises: what sweeps choose the best child by (the primary metric on
+    valid; tuning never looks at test)."""
+    from airush.sweeps import selection_value
+
+    return selection_value(metrics, cfg.task.primary_metric)
 
 
 def resolve_shorthands(cfg: DictConfig) -> DictConfig:

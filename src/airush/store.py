@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from airush.errors import UserError
+from airush.tracking import search_all  # noqa: F401  (re-exported: the views' one paging loop)
 
 Filter = tuple[str, Callable[..., bool]]  # (the option as typed, run -> kept?)
 
@@ -67,19 +68,6 @@ def experiments(client, names: list[str] | None) -> dict[str, str]:
         token = page.token
         if not token:
             return out
-
-
-def search_all(client, experiment_ids: Iterable[str], filter_string: str = "") -> list:
-    """Every matching run, page by page (one search returns at most `max_results`)."""
-    ids, runs, token = list(experiment_ids), [], None
-    if not ids:
-        return runs
-    while True:
-        page = client.search_runs(ids, filter_string, max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
 
 
 def task_of(run) -> str | None:

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import socket
 import sys
@@ -59,7 +60,7 @@ def sweep_parent_run(client, experiment_id: str, sweep_dir: Path) -> str:
                 tags={
                     "airush.sweep": "parent",
                     "airush.sweep_dir": str(sweep_dir),
-                    "hydra.overrides": " ".join(info.get("overrides", [])),
+                    "hydra.overrides": tracking.redact_text(" ".join(info.get("overrides", []))),
                     "git.commit": commit,
                     "git.dirty": dirty,
                     "mlflow.source.git.commit": commit,
@@ -106,7 +107,7 @@ def job_failed(err: BaseException, cfg=None) -> None:
         log.error("job failed: %s", err)
     else:
         log.error("job failed:\n%s", text)
-    line = str(err).splitlines()[0] if str(err) else type(err).__name__
+    line = tracking.error_line(err)
     overrides = list(hydra_cfg.overrides.task)
     error = f"{type(err).__name__}: {line}"[:500]
     run_id = tracking.last_run_id
@@ -121,7 +122,8 @@ def job_failed(err: BaseException, cfg=None) -> None:
         run_id=run_id,
         traceback=str(job_dir / "traceback.txt"),
     )
-    print(f"airush: job #{hydra_cfg.job.num} ({' '.join(overrides)}) failed: {line}", file=sys.stderr)
+    shown = tracking.redact_text(" ".join(overrides))
+    print(f"airush: job #{hydra_cfg.job.num} ({shown}) failed: {line}", file=sys.stderr)
     return None
 
 
@@ -138,24 +140,14 @@ def failed_start_run(cfg, sweep_dir: Path, overrides: list[str], error: str, tex
             "hydra.overrides": tracking.redact_text(" ".join(overrides)),
             "airush.error": error,
         }
-        run = client.create_run(experiment_id, run_name=" ".join(overrides)[:250] or "job", tags=tags)
+        name = tags["hydra.overrides"][:250] or "job"
+        run = client.create_run(experiment_id, run_name=name, tags=tags)
         client.log_text(run.info.run_id, text, "traceback.txt")
         client.set_terminated(run.info.run_id, "FAILED")
         return run.info.run_id
     except Exception as err:  # the job's config itself is broken: the sweep dir keeps the record
         log.warning("job failed before its run began; no MLflow run for it: %s", str(err).splitlines()[0])
         return None
-
-
-def all_runs(client, experiment_ids: list[str], filter_string: str = "") -> list:
-    """Every matching run, page by page (one search returns at most 1000)."""
-    runs, token = [], None
-    while True:
-        page = client.search_runs(experiment_ids, filter_string, max_results=1000, page_token=token)
-        runs += list(page)
-        token = page.token
-        if not token:
-            return runs
 
 
 def close_sweep(tracking_uri: str, sweep_dir: Path, interrupted: bool = False) -> list[dict[str, Any]]:
@@ -168,13 +160,14 @@ def close_sweep(tracking_uri: str, sweep_dir: Path, interrupted: bool = False) -
         return failed
     client = tracking.client_for(tracking_uri)
     for experiment_id, parent_id in parents.items():
-        children = all_runs(client, [experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
-        if interrupted:  # a parallel job's worker may die before it can mark its own run
-            for child in children:
-                if child.info.status == "RUNNING":
-                    client.set_terminated(child.info.run_id, "KILLED")
-            children = all_runs(client, [experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
-        reused = [client.get_run(r["run_id"]) for r in records if r["status"] == "REUSED"]
+        of_parent = f"tags.mlflow.parentRunId = '{parent_id}'"
+        children = tracking.search_all(client, [experiment_id], of_parent)
+        if interrupted and end_local_children(client, children):
+            children = tracking.search_all(client, [experiment_id], of_parent)
+        ids = {run.info.run_id for run in children}  # a job of this sweep may have reused a sibling's run
+        reused = [
+            client.get_run(r["run_id"]) for r in records if r["status"] == "REUSED" and r["run_id"] not in ids
+        ]
         reused = [run for run in reused if run.info.experiment_id == experiment_id]
         summary = sweep_summary(children, reused, [r for r in failed if not r.get("run_id")])
         client.log_text(parent_id, json.dumps(summary, indent=1), "sweep_summary.json")
@@ -189,35 +182,59 @@ def close_sweep(tracking_uri: str, sweep_dir: Path, interrupted: bool = False) -
     return failed
 
 
+def end_local_children(client, children: list) -> bool:
+    """Ctrl-C: children still RUNNING on this host end KILLED (a parallel job's worker may die before it can
+    mark its own run); those on other hosts (SLURM) may still be running and are only tagged. True when any
+    changed."""
+    host = socket.gethostname()
+    running = [child for child in children if child.info.status == "RUNNING"]
+    for child in running:
+        if child.data.tags.get("airush.host") == host:
+            client.set_terminated(child.info.run_id, "KILLED")
+        else:
+            client.set_tag(child.info.run_id, "airush.sweep_interrupted", "true")
+    return bool(running)
+
+
 def sweep_summary(
     children: list, reused: list | None = None, failed_early: list | None = None
 ) -> dict[str, Any]:
-    """Every job (status, overrides, primary metric on test and valid) and the best one with its whole config.
-    Best = highest primary metric on valid, as the sweeper optimises (choosing on test would leak it into the
-    choice); on test only for runs with no valid score. `reused`: finished runs of earlier sweeps a resumed
-    job stood in for; `failed_early`: jobs that failed before any MLflow run of theirs existed."""
+    """Every job (status, overrides, primary metric on test and valid) and the best one with its whole config,
+    chosen by `best_row`. `reused`: finished runs of earlier sweeps a resumed job stood in for;
+    `failed_early`: jobs that failed before any MLflow run of theirs existed."""
     rows = [_child_row(run, run.info.status) for run in children]
     rows += [_child_row(run, "REUSED") for run in reused or []]
     rows += [
         {"run_id": "", "status": "FAILED", "overrides": r["overrides"], "metric": None, "value": None}
         for r in failed_early or []
     ]
-    scored = [r for r in rows if r.get("selection") is not None and r["status"] in ("FINISHED", "REUSED")]
-    best = max(scored, key=lambda r: r["selection"]) if scored else None
+    best = best_row([r for r in rows if r["status"] in ("FINISHED", "REUSED")])
     if best is not None:
         run = next(r for r in [*children, *(reused or [])] if r.info.run_id == best["run_id"])
         best = {**best, "params": dict(sorted(run.data.params.items()))}
     return {"children": rows, "best": best}
 
 
-def selection_value(run) -> float | None:
-    """What a sweep chooses by: the primary metric on valid (higher is better for every airush task), on test
-    only for a run that reports no valid score; None without the metric."""
-    metric = run.data.tags.get("airush.primary_metric")
-    if not metric:
+def selection_value(metrics: dict[str, float], primary: str) -> float | None:
+    """What a sweep chooses by (higher is better for every airush task): the primary metric on valid, so no
+    choice ever looks at test. On test only for runs of a task that validates nothing (no `valid_*` metric at
+    all, e.g. per-account verifiers); None when it validated but has no usable score (a one-class valid set)."""
+    valid = metrics.get(f"valid_{primary}")
+    if valid is not None:
+        return None if math.isnan(valid) else valid
+    if any(name.startswith("valid_") for name in metrics):
         return None
-    metrics = run.data.metrics
-    return metrics.get(f"valid_{metric}", metrics.get(metric))
+    test = metrics.get(primary)
+    return None if test is None or math.isnan(test) else test
+
+
+def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The row with the highest selection value; when some rows have a valid score, only those compete (a
+    test value never outranks valid ones)."""
+    scored = [r for r in rows if r.get("selection") is not None]
+    validated = [r for r in scored if r.get("valid_value") is not None and not math.isnan(r["valid_value"])]
+    pool = validated or scored
+    return max(pool, key=lambda r: r["selection"]) if pool else None
 
 
 def _child_row(run, status: str) -> dict[str, Any]:
@@ -229,7 +246,7 @@ def _child_row(run, status: str) -> dict[str, Any]:
         "metric": metric,
         "value": run.data.metrics.get(metric) if metric else None,
         "valid_value": run.data.metrics.get(f"valid_{metric}") if metric else None,
-        "selection": selection_value(run),
+        "selection": selection_value(run.data.metrics, metric) if metric else None,
     }
 
 
@@ -248,7 +265,10 @@ def interrupt_active_sweep() -> None:
         try:
             close_sweep(*active_sweep, interrupted=True)
         except Exception as err:  # the store itself may be what hung; the interrupt still wins
-            print(f"airush: could not mark the sweep's parent runs KILLED: {err}", file=sys.stderr)
+            print(
+                f"airush: could not mark the sweep's parent runs KILLED: {tracking.error_line(err)}",
+                file=sys.stderr,
+            )
 
 
 try:  # Hydra callbacks run in the launching process, around the whole sweep.
@@ -266,7 +286,7 @@ class SweepCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         uri = str(config.mlflow.tracking_uri)
-        set_aside_earlier_sweep(uri, sweep_dir)
+        earlier_parents = set_aside_earlier_sweep(sweep_dir)
         info = {
             "overrides": list(config.hydra.overrides.task),
             "host": socket.gethostname(),
@@ -275,6 +295,7 @@ class SweepCallback(Callback):
         }
         (sweep_dir / SWEEP_FILE).write_text(json.dumps(info, indent=1))
         active_sweep = (uri, sweep_dir)
+        close_dead_parents(uri, earlier_parents)
 
     def on_multirun_end(self, config, **kwargs: Any) -> None:
         global active_sweep
@@ -283,30 +304,37 @@ class SweepCallback(Callback):
         active_sweep = None
 
 
-def set_aside_earlier_sweep(tracking_uri: str, sweep_dir: Path) -> None:
+def set_aside_earlier_sweep(sweep_dir: Path) -> list[str]:
     """A sweep dir used before (an explicit hydra.sweep.dir, a rerun script): that sweep's records move to
-    `previous/<n>/`, so this sweep gets a parent of its own and no stale failures; its parents left RUNNING by
-    a killed launcher end KILLED."""
+    `previous/<n>/`, so this sweep gets a parent of its own and no stale failures. Returns that sweep's
+    parent run ids."""
     stale = [sweep_dir / name for name in (PARENTS_FILE, JOBS_DIR, SWEEP_FILE) if (sweep_dir / name).exists()]
     if not stale:
-        return
-    parents = read_parents(sweep_dir)
-    if parents:
-        client = tracking.client_for(tracking_uri)
-        for parent_id in parents.values():
-            try:
-                parent = client.get_run(parent_id)
-            except Exception:  # another store, or deleted: nothing to close
-                continue
-            if tracking.run_is_dead(parent):
-                client.set_tag(parent_id, "airush.dead", "true")
-                client.set_terminated(parent_id, "KILLED")
+        return []
+    try:
+        parents = list(read_parents(sweep_dir).values())
+    except (OSError, ValueError):  # a torn or hand-edited file: set aside all the same
+        parents = []
     previous = sweep_dir / PREVIOUS_DIR
     number = 1 + max((int(p.name) for p in previous.glob("[0-9]*") if p.name.isdigit()), default=-1)
     target = previous / str(number)
-    target.mkdir(parents=True)
+    target.mkdir(parents=True, exist_ok=True)
     for path in stale:
         path.rename(target / path.name)
+    return parents
+
+
+def close_dead_parents(tracking_uri: str, parent_ids: list[str]) -> None:
+    """The earlier sweep's parents left RUNNING by a launcher that died end KILLED. Best effort, one by one:
+    Hydra would only warn if a callback raised, and this sweep must start either way."""
+    client = tracking.client_for(tracking_uri) if parent_ids else None
+    for parent_id in parent_ids:
+        try:
+            parent = client.get_run(parent_id)
+            if parent.info.lifecycle_stage == "active" and tracking.run_is_dead(parent):
+                tracking.mark_dead(client, parent_id)
+        except Exception as err:  # another store, deleted: nothing to close
+            log.warning("earlier sweep parent %s left as it is: %s", parent_id, tracking.error_line(err))
 
 
 def _ensure_hydra_config(config) -> None:

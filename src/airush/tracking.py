@@ -43,7 +43,8 @@ def redact_uri(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+# `scheme://user:password@`, also as Hydra escapes it in overrides (`http\://user\:pw@`)
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*\\?://)[^/@\s]+@")
 
 
 def redact_text(text: str) -> str:
@@ -139,14 +140,44 @@ def client_for(uri: str):
 
 
 def use_credentials(uri: str) -> str:
-    """Move an http(s) URI's user:password into MLFLOW_TRACKING_USERNAME/PASSWORD (unless those are set)
-    and return the URI without them."""
+    """Move an http(s) URI's user:password into MLFLOW_TRACKING_USERNAME/PASSWORD (the URI's win over
+    values already set: it is the more explicit) and return the URI without them."""
     bare, user, password = split_credentials(uri)
     if user is not None:
-        os.environ.setdefault("MLFLOW_TRACKING_USERNAME", user)
+        os.environ["MLFLOW_TRACKING_USERNAME"] = user
     if password is not None:
-        os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", password)
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = password
     return bare
+
+
+def error_line(err: BaseException) -> str:
+    """An exception's first line, credentials masked (its type when it has no message)."""
+    text = str(err)
+    return redact_text(text.splitlines()[0] if text.strip() else type(err).__name__)
+
+
+def store_unreachable(err: BaseException) -> bool:
+    """The tracking store itself failed (server gone, database unusable), as opposed to a bug of ours: the
+    run cannot be recorded and a traceback would say nothing more."""
+    for cause in _causes(err):
+        name = f"{type(cause).__module__}.{type(cause).__name__}"
+        if name.startswith(
+            ("requests.exceptions.", "urllib3.exceptions.", "sqlalchemy.exc.OperationalError")
+        ):
+            return True
+        if type(cause).__name__ == "MlflowException" and "API request to" in str(cause):
+            return True  # MLflow's rest client, after its retries: "API request to ... failed with exception"
+        if isinstance(cause, ConnectionError | TimeoutError):
+            return True
+    return False
+
+
+def _causes(err: BaseException | None) -> Iterator[BaseException]:
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
 
 
 def ensure_experiment(client, name: str, artifact_location: str | None) -> str:
@@ -336,16 +367,34 @@ def finished_run_with_config(client, experiment_id: str, config_hash: str, code:
 def close_dead_runs_with_config(client, experiment_id: str, config_hash: str) -> list[str]:
     """End as KILLED (tagged airush.dead) the RUNNING runs of this config whose process is gone: a rerun
     replaces them, and they stop looking alive in the UI. Returns their ids."""
-    runs = client.search_runs(
+    runs = search_all(
+        client,
         [experiment_id],
         f"tags.`airush.config_hash` = '{config_hash}' and attributes.status = 'RUNNING'",
-        max_results=1000,
     )
     dead = [run.info.run_id for run in runs if run_is_dead(run)]
     for run_id in dead:
-        client.set_tag(run_id, "airush.dead", "true")
-        client.set_terminated(run_id, "KILLED")
+        mark_dead(client, run_id)
     return dead
+
+
+def mark_dead(client, run_id: str) -> None:
+    """A RUNNING run whose process is gone ends KILLED, tagged `airush.dead`."""
+    client.set_tag(run_id, "airush.dead", "true")
+    client.set_terminated(run_id, "KILLED")
+
+
+def search_all(client, experiment_ids, filter_string: str = "") -> list:
+    """Every matching run, page by page (one search returns at most 1000)."""
+    ids, runs, token = list(experiment_ids), [], None
+    if not ids:
+        return runs
+    while True:
+        page = client.search_runs(ids, filter_string, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 @contextmanager
@@ -359,8 +408,8 @@ def tracked_run(
     log_dir: Path | None = None,
 ) -> Iterator[TrackedRun]:
     """An MLflow run that ends FINISHED, FAILED (traceback logged) or KILLED (Ctrl-C, SIGTERM); the `*.log`
-    files in `log_dir` go with it however it ends. When the store itself fails mid-run, the run's own error
-    is what surfaces."""
+    files in `log_dir` go with it however it ends. Its status is set first: when the store itself is what
+    failed, that is one attempt, not one per upload, and the run's own error is what surfaces."""
     global last_run_id
     client, experiment_id = open_experiment(tracking_uri, experiment, artifact_location)
     if sweep_dir is not None:
@@ -374,22 +423,26 @@ def tracked_run(
 
     def end(status: str, err: BaseException | None = None) -> None:
         if err is not None:
+            tracked.set_tags({"airush.error": error_line(err)[:500]})
+        client.set_terminated(tracked.run_id, status)
+        if err is not None:  # artifacts may follow the status
             tracked.log_text("".join(traceback.format_exception(err)), "traceback.txt")
-            tracked.set_tags(
-                {"airush.error": str(err).splitlines()[0][:500] if str(err) else type(err).__name__}
-            )
         for log_file in sorted(log_dir.glob("*.log")) if log_dir is not None else []:
             client.log_artifact(tracked.run_id, str(log_file))
-        client.set_terminated(tracked.run_id, status)
 
     try:
         yield tracked
     except BaseException as err:
         status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+        if store_unreachable(err):
+            raise  # the store is gone: nothing more can be recorded, and trying costs a retry cycle
         try:
             end(status, None if status == "KILLED" else err)
         except Exception as store_err:  # the store may be what failed; the run's own error still surfaces
-            print(f"airush: could not mark run {tracked.run_id} {status}: {store_err}", file=sys.stderr)
+            print(
+                f"airush: could not mark run {tracked.run_id} {status}: {error_line(store_err)}",
+                file=sys.stderr,
+            )
         raise
     else:
         end("FINISHED")

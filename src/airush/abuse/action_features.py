@@ -17,9 +17,9 @@ import pandas as pd
 
 from airush.abuse import features  # module attribute: CHUNK_EVENTS is read at call time
 from airush.abuse.mouse_actions import (
-    _DOWN,
     ACTION_PAUSE_MS,
     ACTION_TYPES,
+    BUTTON_DOWN,
     LEFT,
     MouseActions,
     segment_actions,
@@ -170,7 +170,7 @@ def _click_timing(actions: MouseActions, code, button, tr, n) -> dict[str, np.nd
     c, b = code[actions.rows], button[actions.rows]
     hold, pause = np.full(n, np.nan), np.full(n, np.nan)
     clicked = np.flatnonzero(actions.kind > 0)
-    press_rows = np.flatnonzero((c == _DOWN) & (b == LEFT))
+    press_rows = np.flatnonzero((c == BUTTON_DOWN) & (b == LEFT))
     if len(clicked) and len(press_rows):
         # the last left press of each clicked action (PC: its click; DD: its first row)
         press_action = actions.action[press_rows]

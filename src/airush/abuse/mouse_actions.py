@@ -25,7 +25,7 @@ ACTION_PAUSE_MS = 10_000.0  # a longer gap between mouse events ends an action (
 MIN_ACTION_ROWS = 4  # shorter actions are counted, but too short to measure a shape or speed on
 LEFT = BUTTONS.index("left")
 _MOVE, _DRAG = EVENT_KINDS.index("move"), EVENT_KINDS.index("drag")
-_DOWN, _UP = EVENT_KINDS.index("button_down"), EVENT_KINDS.index("button_up")
+BUTTON_DOWN, BUTTON_UP = EVENT_KINDS.index("button_down"), EVENT_KINDS.index("button_up")
 
 
 @dataclass
@@ -54,9 +54,9 @@ class MouseActions:
 
 def segment_actions(group, code, button, t, pause_ms: float = ACTION_PAUSE_MS) -> MouseActions:
     """Cut the mouse rows of events (sorted by session, then time) into MM / PC / DD actions."""
-    rows = np.flatnonzero((code == _MOVE) | (code == _DRAG) | (code == _DOWN) | (code == _UP))
+    rows = np.flatnonzero((code == _MOVE) | (code == _DRAG) | (code == BUTTON_DOWN) | (code == BUTTON_UP))
     g, c, b, tr = group[rows], code[rows], button[rows], t[rows]
-    left_down, left_up, drag = (c == _DOWN) & (b == LEFT), (c == _UP) & (b == LEFT), c == _DRAG
+    left_down, left_up, drag = (c == BUTTON_DOWN) & (b == LEFT), (c == BUTTON_UP) & (b == LEFT), c == _DRAG
     left = np.flatnonzero(left_down | left_up)  # a press and the next left event, if it is the release
     pair = left_down[left[:-1]] & left_up[left[1:]] & (g[left[:-1]] == g[left[1:]])
     press, release = left[:-1][pair], left[1:][pair]
