@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import mlflow
 import pytest
 
@@ -102,6 +104,14 @@ def test_same_command_twice_gives_identical_metrics(tmp_path, tracking_uri):
             "--multirun and --cfg cannot go together",
         ),
         (["--multirun", "-cjob", "task=music"], "--multirun and --cfg cannot go together"),
+        pytest.param(
+            ["-m", "task=music", "model=pop", "hydra/launcher=ray"],
+            "ray needs the optional extra: pip install -e '.[ray]'",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is not None,
+                reason="the ray extra is installed here",
+            ),
+        ),
     ],
 )
 def test_mistakes_are_one_line_and_exit_2(args, message, tmp_path, tracking_uri):

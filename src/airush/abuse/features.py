@@ -30,7 +30,7 @@ MOUSE_PAUSE_MS = 300.0  # a longer gap between mouse events ends a stroke
 TELEPORT_PX = 250.0  # one sampled step longer than this is a jump no hand makes in ~16 ms
 CHUNK_EVENTS = 1_000_000  # bounded memory: sessions are processed in chunks of about this many events
 
-_CODE = {name: i for i, name in enumerate(EVENT_KINDS)}
+EVENT_CODE = {name: i for i, name in enumerate(EVENT_KINDS)}
 
 
 @dataclass
@@ -109,11 +109,17 @@ def session_index(sid: np.ndarray, session_ids: np.ndarray) -> np.ndarray:
 
 
 def event_codes(event: pd.Series) -> np.ndarray:
-    """EVENT_KINDS index of each event, whatever the category order of the column."""
-    if isinstance(event.dtype, pd.CategoricalDtype):
-        lookup = np.array([_CODE.get(c, -1) for c in event.cat.categories], dtype=np.int8)
-        return lookup[event.cat.codes.to_numpy()]
-    return event.map(_CODE).fillna(-1).to_numpy(np.int8)
+    """EVENT_KINDS index of each event (-1 for none), whatever the category order of the column."""
+    return schema_codes(event, EVENT_CODE, -1, np.int8)
+
+
+def schema_codes(column: pd.Series, index: dict[str, int], unknown: int, dtype=np.int16) -> np.ndarray:
+    """Position of each value in a schema list (`index`: value -> position), whatever the category order of
+    the column; values outside it and missing ones -> `unknown`."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        lookup = np.array([index.get(c, unknown) for c in column.cat.categories] + [unknown], dtype=dtype)
+        return lookup[column.cat.codes.to_numpy()]  # code -1 (missing) -> the last entry, `unknown`
+    return column.map(index).fillna(unknown).to_numpy(dtype)
 
 
 def _describe(out: dict, name: str, values: np.ndarray, group: np.ndarray, n: int, quantiles=QS) -> None:
@@ -130,7 +136,7 @@ def consecutive_pairs(rows: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, 
 
 def keyboard_features(group, n, code, t, key) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
-    down, up = code == _CODE["key_down"], code == _CODE["key_up"]
+    down, up = code == EVENT_CODE["key_down"], code == EVENT_CODE["key_up"]
     press, release = paired_next(down, up, (group, key), t)
     hold = t[release] - t[press]
     _describe(out, "key_hold", hold, group[press], n)
@@ -159,7 +165,7 @@ def keyboard_features(group, n, code, t, key) -> dict[str, np.ndarray]:
 def mouse_features(group, n, code, t, x, y, button, duration) -> dict[str, np.ndarray]:
     """`duration`: each session's span in ms (first to last event of any kind)."""
     out: dict[str, np.ndarray] = {}
-    moving = (code == _CODE["move"]) | (code == _CODE["drag"])
+    moving = (code == EVENT_CODE["move"]) | (code == EVENT_CODE["drag"])
     a, b = consecutive_pairs(np.flatnonzero(moving), group)
     dx, dy, dt = x[b] - x[a], y[b] - y[a], t[b] - t[a]
     step = np.sqrt(dx * dx + dy * dy)  # px; np.hypot is 5x slower and equal to 1 ulp here
@@ -216,7 +222,7 @@ def mouse_features(group, n, code, t, x, y, button, duration) -> dict[str, np.nd
     else:
         _describe(out, "mouse_straightness", np.empty(0), np.empty(0, np.int64), n, (0.1, 0.5))
 
-    down, up = code == _CODE["button_down"], code == _CODE["button_up"]
+    down, up = code == EVENT_CODE["button_down"], code == EVENT_CODE["button_up"]
     press, release = paired_next(down, up, (group, button), t)
     _describe(out, "click_hold", t[release] - t[press], group[press], n, quantiles=(0.5,))
     out["click_hold_mode_share"] = group_mode_share(

@@ -24,14 +24,13 @@ import numpy as np
 import pandas as pd
 
 from airush.abuse.data import BUTTONS, EVENT_KINDS, KEY_EVENTS
-from airush.abuse.features import consecutive_pairs
+from airush.abuse.features import EVENT_CODE, consecutive_pairs, schema_codes
 from airush.grouped import paired_next
 
 CONTINUOUS = ("dt_log", "dt_device_log", "ddt_log", "dx_slog", "dy_slog", "speed_log", "turn", "hold_log")
 # codes of anything outside the schema (should not happen after validation) get one spare index
 N_EVENT_CODES = len(EVENT_KINDS) + 1
 N_BUTTON_CODES = len(BUTTONS) + 1
-_EVENT = {name: i for i, name in enumerate(EVENT_KINDS)}
 _BUTTON = {name: i for i, name in enumerate(BUTTONS)}
 ARRAYS = ("values", "event", "button", "offsets", "session_ids")
 MIN_MOVE_MS = 1.0  # speed = distance / max(dt, this): sub-ms steps would blow speeds up
@@ -100,13 +99,13 @@ def session_sequences(
     if not (keyboard or mouse):
         raise ConfigError("features: enable keyboard, mouse or both")
     session_ids = np.asarray(session_ids, dtype=np.int64)
-    code = _codes(events["event"], _EVENT)
-    is_key = np.isin(code, [_EVENT[k] for k in KEY_EVENTS])
+    code = schema_codes(events["event"], EVENT_CODE, len(EVENT_CODE))
+    is_key = np.isin(code, [EVENT_CODE[k] for k in KEY_EVENTS])
     keep = (is_key & keyboard) | (~is_key & mouse)
     sid = events["session_id"].to_numpy(np.int64)[keep]
     t = events["t_ms"].to_numpy(np.float64)[keep]
     code, is_key = code[keep], is_key[keep]
-    button = _codes(events["button"], _BUTTON)[keep]
+    button = schema_codes(events["button"], _BUTTON, len(_BUTTON))[keep]
     key = events["key"].to_numpy()[keep]
     x = events["x"].to_numpy(np.float64)[keep]
     y = events["y"].to_numpy(np.float64)[keep]
@@ -145,22 +144,13 @@ def session_sequences(
     values[cur[k], column["turn"]] = np.abs((angle + np.pi) % (2 * np.pi) - np.pi)
 
     for down, up, which in (
-        (_EVENT["key_down"], _EVENT["key_up"], key),
-        (_EVENT["button_down"], _EVENT["button_up"], button),
+        (EVENT_CODE["key_down"], EVENT_CODE["key_up"], key),
+        (EVENT_CODE["button_down"], EVENT_CODE["button_up"], button),
     ):
         press, release = paired_next(code == down, code == up, (group, which), t)
         values[release, column["hold_log"]] = np.log1p(np.maximum(t[release] - t[press], 0.0))
 
     return SessionSequences(values, code.astype(np.int8), button.astype(np.int8), offsets, session_ids)
-
-
-def _codes(column: pd.Series, index: dict[str, int]) -> np.ndarray:
-    """Schema index of each value, whatever the category order; unknown values -> len(index)."""
-    spare = len(index)
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        lookup = np.array([index.get(c, spare) for c in column.cat.categories] + [spare], dtype=np.int16)
-        return lookup[column.cat.codes.to_numpy()]  # code -1 (missing) -> the spare entry at the end
-    return column.map(index).fillna(spare).to_numpy(np.int16)
 
 
 def _since_previous(t: np.ndarray, rows: np.ndarray, group: np.ndarray) -> np.ndarray:
