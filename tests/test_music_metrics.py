@@ -488,3 +488,17 @@ def test_mean_popularity_with_fewer_candidates_than_k():
     users = [u for u in range(len(truth)) if truth[u]]
     shown = [j for u in users for j in ref_ranking(scores[u], masked[u])[:10]]
     assert got["mean_popularity_at_10"] == pytest.approx(float(np.mean(pop[shown])), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("ks", "primary", "expected"),
+    [
+        ([10, 20, 50], "ndcg_at_10", [10]),
+        ([10, 20, 50], "recall_at_50", [10, 50]),
+        ([5], "map_at_20", [5, 20]),
+    ],
+)
+def test_valid_is_scored_at_the_primary_metrics_k_too(ks, primary, expected):
+    from airush.music.task import validated_ks
+
+    assert validated_ks(ks, primary) == expected

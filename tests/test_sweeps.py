@@ -306,9 +306,9 @@ def test_resume_ends_dead_running_runs_of_the_config_killed(tracking_uri):
     ("metrics", "expected"),
     [
         ({"ndcg": 0.3, "valid_ndcg": 0.2}, 0.2),
-        ({"ndcg": 0.3}, 0.3),  # a task that validates nothing
-        ({"ndcg": 0.3, "valid_loss": 0.5}, None),  # validated, but no score to choose by: never test's
-        ({"ndcg": 0.3, "valid_ndcg": float("nan")}, None),
+        ({"ndcg": 0.3}, 0.3),  # a metric the task does not validate (per-account verifiers)
+        ({"ndcg": 0.3, "valid_loss": 0.5}, 0.3),  # a training curve is not a valid score
+        ({"ndcg": 0.3, "valid_ndcg": float("nan")}, None),  # valid had nothing to rank: never test's value
     ],
 )
 def test_selection_is_on_valid_and_never_falls_back_to_test_for_a_validated_run(metrics, expected):

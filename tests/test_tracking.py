@@ -72,7 +72,7 @@ def test_only_a_failing_store_counts_as_the_store_failing():
     import sqlalchemy.exc
     from mlflow.exceptions import MlflowException
 
-    from airush.tracking import store_unreachable
+    from airush.tracking import store_failure
 
     try:
         try:
@@ -81,9 +81,33 @@ def test_only_a_failing_store_counts_as_the_store_failing():
             raise MlflowException("API request to http://h/api/2.0/mlflow/runs/create failed") from cause
     except MlflowException as err:
         wrapped = err
-    assert store_unreachable(wrapped)
-    assert store_unreachable(sqlalchemy.exc.OperationalError("INSERT", {}, Exception("database is locked")))
-    assert not store_unreachable(
-        MlflowException("Changing param values is not allowed", "INVALID_PARAMETER_VALUE")
+    assert store_failure(wrapped) == "server"
+    locked = sqlalchemy.exc.OperationalError("INSERT", {}, Exception("database is locked"))
+    assert store_failure(locked) == "database"
+    assert (
+        store_failure(MlflowException("Changing param values is not allowed", "INVALID_PARAMETER_VALUE"))
+        is None
     )
-    assert not store_unreachable(ValueError("negative dimensions are not allowed"))
+    assert store_failure(BrokenPipeError("a worker went away")) is None
+    assert store_failure(ValueError("negative dimensions are not allowed")) is None
+
+
+def test_credentials_leave_the_uri_runs_use_and_no_other(monkeypatch):
+    import os
+    import sys
+
+    from airush.cli import take_credentials_out_of_uris
+
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://a:b@server1:5000")
+    # the override names the server runs go to: its credentials (none here) are the ones to use
+    monkeypatch.setattr(sys, "argv", ["airush", "-m", "mlflow.tracking_uri='http://c:d,e@server2:5000'"])
+    take_credentials_out_of_uris()
+    assert sys.argv[2] == "mlflow.tracking_uri='http://server2:5000'"  # quotes kept, credentials out
+    assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == ("c", "d,e")
+
+    monkeypatch.setattr(sys, "argv", ["airush", "task=music"])
+    take_credentials_out_of_uris()
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://server1:5000"
+    assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == ("a", "b")

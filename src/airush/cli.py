@@ -85,24 +85,22 @@ def main() -> None:
         from airush.choices import check_overrides
 
         check_flags(sys.argv[1:])
-        sys.argv[1:] = [uri_without_credentials(a) for a in sys.argv[1:]]
-        if os.environ.get("MLFLOW_TRACKING_URI"):
-            os.environ["MLFLOW_TRACKING_URI"] = uri_without_credentials(
-                "mlflow.tracking_uri=" + os.environ["MLFLOW_TRACKING_URI"]
-            ).split("=", 1)[1]
+        take_credentials_out_of_uris()
         overrides = [a for a in sys.argv[1:] if not a.startswith("-") and "=" in a]
         check_overrides(overrides)
         check_tracking_server(overrides)
         hydra_main()
         _exit_if_jobs_failed()
     except UserError as err:
-        _fail(str(err))
+        if "airush.sweeps" in sys.modules:  # a sweeper that gave up: its parent runs still end
+            sys.modules["airush.sweeps"].end_active_sweep(interrupted=False)
+        _fail(str(err), err.exit_code)
     except KeyboardInterrupt as err:
-        from airush.sweeps import interrupt_active_sweep
+        from airush.sweeps import end_active_sweep
 
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the cleanup short
             signal.signal(sig, signal.SIG_IGN)
-        interrupt_active_sweep()
+        end_active_sweep(interrupted=True)
         terminated = isinstance(err, Terminated)
         print(f"airush: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
         sys.exit(143 if terminated else 130)
@@ -119,22 +117,28 @@ def main() -> None:
 def _fail_if_store_lost(err: BaseException) -> None:
     """The tracking store failed mid-run (server gone, database unusable): one line, exit 1. Other MLflow
     errors are bugs of ours and keep their traceback."""
-    from airush.tracking import error_line, store_unreachable
+    from airush.tracking import error_line, store_failure
 
-    if store_unreachable(err):
+    if store_failure(err):
         print(f"airush: error: MLflow tracking store failed: {error_line(err)}", file=sys.stderr)
         sys.exit(1)
 
 
-def uri_without_credentials(arg: str) -> str:
-    """`mlflow.tracking_uri=http(s)://user:pw@host`: the credentials go to MLflow's variables and the
-    override on to Hydra without them, so no config, log or run name can show them."""
-    key, sep, value = arg.partition("=")
-    if sep and key.lstrip("+") == "mlflow.tracking_uri":
-        from airush.tracking import use_credentials
+def take_credentials_out_of_uris() -> None:
+    """Credentials in the tracking URI go to MLflow's variables before Hydra starts, so no config, log or
+    run name can show them: from a `mlflow.tracking_uri=` override when there is one (the URI runs use,
+    and the credentials for it), else from MLFLOW_TRACKING_URI."""
+    from airush.tracking import use_credentials
 
-        return f"{key}={use_credentials(value)}"
-    return arg
+    for i, arg in enumerate(sys.argv[1:], start=1):
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+") == "mlflow.tracking_uri":
+            quote = value[:1] if len(value) > 1 and value[:1] in "'\"" and value[-1:] == value[:1] else ""
+            bare = use_credentials(value[1:-1] if quote else value)
+            sys.argv[i] = f"{key}={quote}{bare}{quote}"
+            return
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        os.environ["MLFLOW_TRACKING_URI"] = use_credentials(os.environ["MLFLOW_TRACKING_URI"])
 
 
 def check_flags(args: list[str]) -> None:
@@ -206,9 +210,9 @@ def _exit_if_jobs_failed() -> None:
         sys.exit(1)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
     print(f"airush: error: {message}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,12 @@ class UserError(Exception):
     exit_code = 2
 
 
+class SweepFailed(UserError):
+    """A sweep ran but produced nothing to choose from (every trial failed): one line, exit 1."""
+
+    exit_code = 1
+
+
 class ConfigError(UserError):
     """The composed config asks for something that cannot run."""
 

@@ -45,9 +45,9 @@ def open_store(uri: str):
 
 
 def store_error(uri: str, err: Exception) -> UserError:
-    from airush.tracking import redact_uri
+    from airush.tracking import error_line, redact_uri
 
-    return UserError(f"cannot read MLflow store {redact_uri(uri)}: {str(err).splitlines()[0]}")
+    return UserError(f"cannot read MLflow store {redact_uri(uri)}: {error_line(err)}")
 
 
 def experiments(client, names: list[str] | None) -> dict[str, str]:

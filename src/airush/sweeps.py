@@ -174,7 +174,7 @@ def close_sweep(tracking_uri: str, sweep_dir: Path, interrupted: bool = False) -
         client.log_text(parent_id, children_csv(summary["children"]), "sweep_children.csv")
         best = summary.get("best")
         if best:
-            for key in ("run_id", "metric", "value", "valid_value", "overrides"):
+            for key in ("run_id", "metric", "value", "valid_value", "selected_on", "overrides"):
                 client.set_tag(parent_id, f"best.{key}", str(best[key]))
         statuses = [row["status"] for row in summary["children"]]
         ok = statuses and all(s in ("FINISHED", "REUSED") for s in statuses) and not failed
@@ -217,15 +217,11 @@ def sweep_summary(
 
 def selection_value(metrics: dict[str, float], primary: str) -> float | None:
     """What a sweep chooses by (higher is better for every airush task): the primary metric on valid, so no
-    choice ever looks at test. On test only for runs of a task that validates nothing (no `valid_*` metric at
-    all, e.g. per-account verifiers); None when it validated but has no usable score (a one-class valid set)."""
-    valid = metrics.get(f"valid_{primary}")
-    if valid is not None:
-        return None if math.isnan(valid) else valid
-    if any(name.startswith("valid_") for name in metrics):
-        return None
-    test = metrics.get(primary)
-    return None if test is None or math.isnan(test) else test
+    choice looks at test; None when valid had nothing to score (NaN: a one-class valid set). The test value
+    only for a metric the task does not validate at all (per-account verifiers; abuse f1/eer as primary),
+    which the sweep's summary says (`best.selected_on`)."""
+    value = metrics.get(f"valid_{primary}", metrics.get(primary))
+    return None if value is None or math.isnan(value) else value
 
 
 def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -247,6 +243,7 @@ def _child_row(run, status: str) -> dict[str, Any]:
         "value": run.data.metrics.get(metric) if metric else None,
         "valid_value": run.data.metrics.get(f"valid_{metric}") if metric else None,
         "selection": selection_value(run.data.metrics, metric) if metric else None,
+        "selected_on": "valid" if f"valid_{metric}" in run.data.metrics else "test",
     }
 
 
@@ -259,14 +256,15 @@ def children_csv(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def interrupt_active_sweep() -> None:
-    """Ctrl-C during a sweep: its parent runs end KILLED (each job's own run is marked by `tracked_run`)."""
+def end_active_sweep(interrupted: bool) -> None:
+    """A sweep that ended before Hydra's end-of-sweep callback (Ctrl-C: parents KILLED, each job's own run
+    is marked by `tracked_run`; a sweeper's error: parents closed as their jobs went)."""
     if active_sweep is not None:
         try:
-            close_sweep(*active_sweep, interrupted=True)
-        except Exception as err:  # the store itself may be what hung; the interrupt still wins
+            close_sweep(*active_sweep, interrupted=interrupted)
+        except Exception as err:  # the store itself may be what hung; the interrupt or error still wins
             print(
-                f"airush: could not mark the sweep's parent runs KILLED: {tracking.error_line(err)}",
+                f"airush: could not close the sweep's parent runs: {tracking.error_line(err)}",
                 file=sys.stderr,
             )
 

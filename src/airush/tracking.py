@@ -156,20 +156,19 @@ def error_line(err: BaseException) -> str:
     return redact_text(text.splitlines()[0] if text.strip() else type(err).__name__)
 
 
-def store_unreachable(err: BaseException) -> bool:
-    """The tracking store itself failed (server gone, database unusable), as opposed to a bug of ours: the
-    run cannot be recorded and a traceback would say nothing more."""
+def store_failure(err: BaseException) -> str | None:
+    """ "server" when a tracking server stopped answering (MLflow's rest client gave up after its retries),
+    "database" when a database store failed (locked, disk full), None for anything else, a bug of ours:
+    the run cannot be recorded and a traceback would say nothing more."""
     for cause in _causes(err):
         name = f"{type(cause).__module__}.{type(cause).__name__}"
-        if name.startswith(
-            ("requests.exceptions.", "urllib3.exceptions.", "sqlalchemy.exc.OperationalError")
-        ):
-            return True
+        if name.startswith(("requests.exceptions.", "urllib3.exceptions.")):
+            return "server"
         if type(cause).__name__ == "MlflowException" and "API request to" in str(cause):
-            return True  # MLflow's rest client, after its retries: "API request to ... failed with exception"
-        if isinstance(cause, ConnectionError | TimeoutError):
-            return True
-    return False
+            return "server"  # "API request to ... failed with exception ..."
+        if name == "sqlalchemy.exc.OperationalError":
+            return "database"
+    return None
 
 
 def _causes(err: BaseException | None) -> Iterator[BaseException]:
@@ -434,8 +433,8 @@ def tracked_run(
         yield tracked
     except BaseException as err:
         status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
-        if store_unreachable(err):
-            raise  # the store is gone: nothing more can be recorded, and trying costs a retry cycle
+        if store_failure(err) == "server":
+            raise  # nothing more can be recorded, and each try would cost a retry cycle
         try:
             end(status, None if status == "KILLED" else err)
         except Exception as store_err:  # the store may be what failed; the run's own error still surfaces

@@ -11,6 +11,7 @@ only what the chosen model needs is built. `features=keyboard|mouse` selects the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,8 +197,10 @@ def evaluate(
     else:
         valid_scores = model.predict_proba(splits.X["valid"])
         threshold = best_f1_threshold(splits.y["valid"], valid_scores)
-        # valid ROC-AUC / PR-AUC, for model selection (none when valid holds a single class)
-        valid_metrics = {f"valid_{k}": v for k, v in ranking_metrics(splits.y["valid"], valid_scores).items()}
+        # valid ROC-AUC / PR-AUC, for model selection; NaN when valid holds a single class (nothing to rank:
+        # such a run is not comparable, and choosing it by its test score would leak test)
+        ranked = ranking_metrics(splits.y["valid"], valid_scores) or {"roc_auc": math.nan, "pr_auc": math.nan}
+        valid_metrics = {f"valid_{k}": v for k, v in ranked.items()}
         scores = model.predict_proba(splits.X["test"])
         session_ids = splits.session_id["test"]
     y, kind = splits.y["test"], splits.kind["test"]

@@ -128,7 +128,8 @@ def evaluate(model, splits: PlaySplits, cfg: DictConfig, stages: Stages, out_dir
     masked = (splits.seen_train + splits.valid).tocsr()
     test = full_ranking_metrics(model.score, masked, splits.test, ks, splits.item_popularity, batch, bar)
     test |= cold_start_metrics(model.score, masked, splits.test, splits.seen_train, ks, batch)
-    valid = full_ranking_metrics(model.score, splits.seen_train, splits.valid, ks[:1], None, batch)
+    valid_ks = validated_ks(ks, str(cfg.task.primary_metric))
+    valid = full_ranking_metrics(model.score, splits.seen_train, splits.valid, valid_ks, None, batch)
     top_n = cfg.task.get("recommend", {}).get("top_n")
     if top_n:
         # what a user would be served: everything they played (train, valid and test) is excluded
@@ -136,11 +137,20 @@ def evaluate(model, splits: PlaySplits, cfg: DictConfig, stages: Stages, out_dir
         top = top_n_for_all_users(model.score, seen_all, int(top_n), batch)
         check_top_n(top, seen_all, int(top_n))
         write_top_n(top, splits.user_ids, splits.item_ids, out_dir)
-    k = ks[0]
     return test | {
-        f"valid_ndcg_at_{k}": valid[f"ndcg_at_{k}"],
-        f"valid_recall_at_{k}": valid[f"recall_at_{k}"],
+        f"valid_{name}": valid[name]
+        for name in (*(f"{m}_at_{k}" for k in valid_ks for m in ("ndcg", "recall")), cfg.task.primary_metric)
+        if name in valid
     }
+
+
+def validated_ks(ks: list[int], primary_metric: str) -> list[int]:
+    """The Ks valid is scored at: the first of `ks`, and the primary metric's own K (a sweep chooses on the
+    primary metric on valid, `ndcg_at_20` included)."""
+    import re
+
+    match = re.fullmatch(r"\w+?_at_(\d+)", primary_metric)
+    return sorted({ks[0], *([int(match.group(1))] if match else [])})
 
 
 def cold_start_metrics(

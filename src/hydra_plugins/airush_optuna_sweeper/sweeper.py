@@ -90,16 +90,20 @@ class AirushOptunaSweeper(Sweeper):
 
         numbers, failures = self._run_trials(study, space)
         if not any(study.trials[n].state == optuna.trial.TrialState.COMPLETE for n in numbers):
-            print(
-                f"optuna: no trial completed in study '{study.study_name}' ({len(numbers)} failed)",
-                file=sys.stderr,
-                flush=True,
-            )
+            message = f"optuna: no trial completed in study '{study.study_name}' ({len(numbers)} failed)"
             # a task function that raises: a UserError is one line and exit 2, a bug keeps its traceback
             raised = [e for e in failures if not isinstance(e, NoValue)]
             if raised:
+                print(message, file=sys.stderr, flush=True)
                 raise raised[0]
-            return {}  # airush's jobs catch their own errors, name them and exit 1 once the sweep has ended
+            from airush.errors import SweepFailed
+            from airush.sweeps import job_records
+
+            if any(r["status"] == "FAILED" for r in job_records(sweep_dir)):
+                print(message, file=sys.stderr, flush=True)
+                return {}  # airush names the failed jobs once the sweep has ended, and exits 1
+            # every job finished, none with a score (e.g. a one-class valid set): not a silent exit 0
+            raise SweepFailed(f"{message[len('optuna: ') :]}: no job reported a valid score to optimise")
         results = self._results(study, space, numbers)
         (sweep_dir / RESULTS_FILE).write_text(_yaml(results))
         print(self._summary_line(results, sweep_dir / RESULTS_FILE), flush=True)
