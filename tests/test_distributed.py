@@ -112,7 +112,6 @@ def regression_worker(ctx: RankContext, payload: dict) -> dict:
         validate,
         max_epochs=payload["epochs"],
         patience=100,
-        checkpoint=ctx.workdir / "best.pt",
     )
     return result | {"rank": ctx.rank, "first_epoch_rows": first_epoch_rows}
 
@@ -189,7 +188,7 @@ def scripted_worker(ctx: RankContext, payload: dict) -> dict:
 
     return train_epochs(
         ctx, module, optimizer, lambda epoch: [None], batch_loss, validate,
-        max_epochs=payload["max_epochs"], patience=2, checkpoint=ctx.workdir / "best.pt",
+        max_epochs=payload["max_epochs"], patience=2,
         monitor="score", mode=payload["mode"],
     )  # fmt: skip
 

@@ -8,7 +8,9 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -109,19 +111,40 @@ def assert_no_pickle(client, run_id: str, tmp_path: Path) -> Path:
     return local
 
 
+@dataclass
+class TrainedRun:
+    """A run of `cfg` as the tests look at it: its id, its MLflow Model (downloaded, pickle-free) and its
+    model and data rebuilt to compare the served model against."""
+
+    client: Any
+    run_id: str
+    local: Path
+    model: Any
+    splits: Any
+    prepared: Any
+
+    @property
+    def mlmodel(self):
+        return mlflow.models.Model.load(str(self.local / "MLmodel"))
+
+
+def train_and_fetch(cfg, tracking_uri: str, tmp_path: Path) -> TrainedRun:
+    from airush.run import run
+
+    run(cfg)
+    client = mlflow.MlflowClient(tracking_uri)
+    run_id = latest_run(client, cfg.task.name).info.run_id
+    model, splits, prepared = rebuild(cfg, client, run_id, tmp_path)
+    return TrainedRun(client, run_id, assert_no_pickle(client, run_id, tmp_path), model, splits, prepared)
+
+
 @pytest.mark.slow
 def test_abuse_lightgbm_model_scores_sessions_like_the_run(compose_cfg, tracking_uri, tmp_path):
     from airush.abuse.models.lgbm import LightGBMDetector
-    from airush.run import run
 
     cfg = compose_cfg(SMALL["abuse"])
-    run(cfg)
-    client = mlflow.MlflowClient(tracking_uri)
-    found = latest_run(client, "abuse")
-    _, splits, _ = rebuild(cfg, client, found.info.run_id, tmp_path)
-
-    local = assert_no_pickle(client, found.info.run_id, tmp_path)
-    mlmodel = mlflow.models.Model.load(str(local / "MLmodel"))
+    trained = train_and_fetch(cfg, tracking_uri, tmp_path)
+    splits, local, mlmodel = trained.splits, trained.local, trained.mlmodel
     assert "lightgbm" in mlmodel.flavors and mlmodel.signature is not None
     assert (
         LightGBMDetector.load(local / "data" / "model").feature_names_
@@ -134,7 +157,7 @@ def test_abuse_lightgbm_model_scores_sessions_like_the_run(compose_cfg, tracking
     reordered = X[X.columns[::-1]]  # columns are matched by name, not position
     (scores,) = fresh_predict(
         tracking_uri,
-        f"runs:/{found.info.run_id}/model",
+        f"runs:/{trained.run_id}/model",
         [{"input": write_input(reordered, tmp_path / "X.parquet")}],
         tmp_path,
     )
@@ -148,16 +171,11 @@ def test_abuse_sequence_model_scores_sessions_from_raw_events_like_the_run(
     import torch
 
     from airush.abuse.data.events import EVENT_COLUMNS
-    from airush.run import run
 
     cfg = compose_cfg(["model=seq", "model.max_epochs=2", *SMALL["abuse"]])
-    run(cfg)
-    client = mlflow.MlflowClient(tracking_uri)
-    found = latest_run(client, "abuse")
-    model, splits, prepared = rebuild(cfg, client, found.info.run_id, tmp_path)
-
-    local = assert_no_pickle(client, found.info.run_id, tmp_path)
-    mlmodel = mlflow.models.Model.load(str(local / "MLmodel"))
+    trained = train_and_fetch(cfg, tracking_uri, tmp_path)
+    model, splits, prepared = trained.model, trained.splits, trained.prepared
+    local, mlmodel = trained.local, trained.mlmodel
     assert "python_function" in mlmodel.flavors
     assert mlmodel.signature.inputs.input_names() == list(EVENT_COLUMNS)
     assert mlmodel.signature.outputs.input_names() == ["session_id", "score"]
@@ -175,7 +193,7 @@ def test_abuse_sequence_model_scores_sessions_from_raw_events_like_the_run(
     example = mlmodel.load_input_example(str(local))
     scored, answered, unknown = fresh_predict(
         tracking_uri,
-        f"runs:/{found.info.run_id}/model",
+        f"runs:/{trained.run_id}/model",
         [
             {"input": write_input(events, tmp_path / "events.parquet")},
             {"input": write_input(example, tmp_path / "example.parquet")},
@@ -193,20 +211,15 @@ def test_abuse_sequence_model_scores_sessions_from_raw_events_like_the_run(
 @pytest.mark.slow
 @pytest.mark.parametrize("model_name", ["als", "pop"])
 def test_music_model_serves_the_runs_top_n(compose_cfg, tracking_uri, tmp_path, model_name):
-    from airush.run import run
-
     cfg = compose_cfg(["task=music", f"model={model_name}", "task.recommend.top_n=10", *SMALL["music"]])
-    run(cfg)
-    client = mlflow.MlflowClient(tracking_uri)
-    found = latest_run(client, "music")
-    model, splits, _ = rebuild(cfg, client, found.info.run_id, tmp_path)
-    local = assert_no_pickle(client, found.info.run_id, tmp_path)
-    assert mlflow.models.Model.load(str(local / "MLmodel")).signature.params.to_dict()[0]["default"] == 10
+    trained = train_and_fetch(cfg, tracking_uri, tmp_path)
+    model, splits = trained.model, trained.splits
+    assert trained.mlmodel.signature.params.to_dict()[0]["default"] == 10
 
     users = pd.DataFrame({"user": splits.user_ids})
     top, top3, unknown, none, negative = fresh_predict(
         tracking_uri,
-        f"runs:/{found.info.run_id}/model",
+        f"runs:/{trained.run_id}/model",
         [
             {"input": write_input(users, tmp_path / "users.parquet")},  # default k = task.recommend.top_n
             {"input": write_input(users.iloc[::-1], tmp_path / "reversed.parquet"), "params": {"k": 3}},
@@ -268,21 +281,16 @@ def test_every_other_music_model_is_logged_as_an_mlflow_model(
 @pytest.mark.slow
 @pytest.mark.skipif(not BALABIT.is_dir(), reason=f"Balabit data not found at {BALABIT}")
 def test_account_verifier_model_scores_actions_of_claimed_accounts(compose_cfg, tracking_uri, tmp_path):
-    from airush.run import run
-
     overrides = ["data=balabit", f"data.root={BALABIT}", "data.users=[7,9]", "data.max_test_sessions=4"]
     cfg = compose_cfg([*overrides, "features=mouse", "task.scope=account", "model.num_boost_round=30"])
-    run(cfg)
-    client = mlflow.MlflowClient(tracking_uri)
-    found = latest_run(client, "abuse")
-    _, splits, _ = rebuild(cfg, client, found.info.run_id, tmp_path)
-    local = assert_no_pickle(client, found.info.run_id, tmp_path)
-    assert "account" in mlflow.models.Model.load(str(local / "MLmodel")).signature.inputs.input_names()
+    trained = train_and_fetch(cfg, tracking_uri, tmp_path)
+    splits = trained.splits
+    assert "account" in trained.mlmodel.signature.inputs.input_names()
 
     actions = splits.X["test"].assign(account=splits.account["test"])
     scores, unknown = fresh_predict(
         tracking_uri,
-        f"runs:/{found.info.run_id}/model",
+        f"runs:/{trained.run_id}/model",
         [
             {"input": write_input(actions, tmp_path / "actions.parquet")},
             {"input": write_input(actions.head(2).assign(account=12), tmp_path / "unknown.parquet")},

@@ -26,13 +26,19 @@ def _runs(tracking_uri: str):
     return client, parents, children
 
 
-@pytest.mark.slow
-def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, tracking_uri):
-    # factors=-1 makes the ALS solver itself raise, inside the tracked run
-    result = run_airush(["-m", *MUSIC, "model=als", "model.factors=8,-1"], tmp_path, tracking_uri)
+def _second_job_failed(args: list[str], tmp_path, tracking_uri) -> str:
+    """A two-job music sweep whose second job fails: exit 1 and a last line naming it; returns that line."""
+    result = run_airush(["-m", *MUSIC, *args], tmp_path, tracking_uri)
     assert result.returncode == 1, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("airush: error: 1 sweep job(s) failed: #1 (")
+    return last
+
+
+@pytest.mark.slow
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, tracking_uri):
+    # factors=-1 makes the ALS solver itself raise, inside the tracked run
+    last = _second_job_failed(["model=als", "model.factors=8,-1"], tmp_path, tracking_uri)
     assert "model.factors=-1" in last and "negative dimensions" in last
     client, parents, children = _runs(tracking_uri)
     assert len(parents) == 1 and parents[0].info.status == "FAILED"
@@ -175,10 +181,7 @@ def test_ctrl_c_on_a_parallel_sweep_leaves_no_run_running(tmp_path, tracking_uri
 def test_a_job_failing_before_its_run_begins_gets_a_failed_run_of_its_own(tmp_path, tracking_uri):
     # lr=0.01: bpr has a learning rate (trains), pop has none (refused before its run would begin). The job
     # after a finished one must not be recorded under the finished job's run.
-    result = run_airush(["-m", *MUSIC, "model=bpr,pop", "lr=0.01"], tmp_path, tracking_uri)
-    assert result.returncode == 1, result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("airush: error: 1 sweep job(s) failed: #1 (")
+    last = _second_job_failed(["model=bpr,pop", "lr=0.01"], tmp_path, tracking_uri)
     assert "model=pop lr=0.01): ConfigError: lr=0.01 but model 'pop' has no learning rate" in last
     client, parents, children = _runs(tracking_uri)
     by_model = {r.data.tags.get("airush.model", "pop"): r for r in children}

@@ -308,7 +308,6 @@ def train_epochs(
     *,
     max_epochs: int,
     patience: int,
-    checkpoint: Path | None = None,
     monitor: str = "loss",
     mode: str = "min",
     grad_clip: float | None = None,
@@ -316,7 +315,7 @@ def train_epochs(
 ) -> dict:
     """Train `module` (already on ctx.device) for up to `max_epochs`, stopping after `patience` epochs
     without a better `validate(module)[monitor]` (lower with mode="min", higher with "max"); rank 0 writes
-    the best epoch's state dict to `checkpoint` (default: CHECKPOINT in ctx.workdir). When validate returns no `monitor` (nothing to validate
+    the best epoch's state dict to CHECKPOINT in ctx.workdir. When validate returns no `monitor` (nothing to validate
     on), every epoch counts as the best so far: the last one is kept and training never stops early.
 
     batches(epoch) -> this rank's batches (every rank the same number);
@@ -329,7 +328,7 @@ def train_epochs(
     import torch
     import torch.distributed as dist
 
-    checkpoint = checkpoint or ctx.workdir / CHECKPOINT
+    checkpoint = ctx.workdir / CHECKPOINT
     model = module
     if ctx.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel

@@ -31,11 +31,11 @@ from airush.store import (
     no_match,
     open_store,
     run_filters,
-    search_all,
     seed_of,
     store_error,
     task_of,
 )
+from airush.tracking import search_all
 
 # Fallbacks for runs recorded before the `airush.primary_metric` tag; the tag wins.
 PRIMARY = {"abuse": "roc_auc", "music": "ndcg_at_10"}

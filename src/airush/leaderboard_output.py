@@ -90,10 +90,9 @@ def print_footer(n_alive: int, dead: list[dict[str, str]], failed: int, show_dea
         out.print(" · ".join(parts), highlight=False)
     if show_dead and dead:
         table = Table(title="dead runs (RUNNING in MLflow, process gone)", title_justify="left")
-        rows = dead
-        for name in rows[0]:
+        for name in dead[0]:
             table.add_column(name)
-        for row in rows:
+        for row in dead:
             table.add_row(*(str(v) for v in row.values()))
         out.print(table)
 

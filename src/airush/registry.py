@@ -10,9 +10,9 @@ metric, its test value and its valid value, the run and the git commit it was tr
 from __future__ import annotations
 
 from airush.errors import UserError
-from airush.store import OneLineParser, default_tracking_uri, open_store
+from airush.store import OneLineParser, default_tracking_uri, is_sweep_parent, open_store
 from airush.sweeps import sweep_summary
-from airush.tracking import redact_uri
+from airush.tracking import redact_uri, search_all
 
 
 def main(argv: list[str]) -> int:
@@ -47,7 +47,7 @@ def register(uri: str, run_id: str, name: str):
     client = _client(uri)
     run = _get_run(client, run_id, uri)
     parent = None
-    if run.data.tags.get("airush.sweep") == "parent":
+    if is_sweep_parent(run):
         parent, run = run, best_child(client, run, uri)
     _check_registrable(client, run)
     metric = run.data.tags.get("airush.primary_metric", "")
@@ -87,7 +87,8 @@ def best_child(client, parent, uri: str):
     best_id = parent.data.tags.get("best.run_id")
     if best_id:
         return _get_run(client, best_id, uri)
-    children = client.search_runs(
+    children = search_all(
+        client,
         [parent.info.experiment_id],
         f"tags.mlflow.parentRunId = '{parent.info.run_id}' and attributes.status = 'FINISHED'",
     )

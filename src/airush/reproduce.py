@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from airush.errors import UserError
-from airush.store import OneLineParser, default_tracking_uri, open_store, store_error
+from airush.store import OneLineParser, default_tracking_uri, is_sweep_parent, open_store, store_error
 from airush.tracking import redact_uri
 
 CONFIG_ARTIFACT = "hydra/config_resolved.yaml"
@@ -57,9 +57,10 @@ def main(argv: list[str]) -> int:
     original, config, overrides = recorded_run(uri, args.run_id)
     from airush.tracking import code_fingerprint
 
-    code = same_code(original.data.tags, current_code(), code_fingerprint())
+    current = current_code()
+    code = same_code(original.data.tags, current, code_fingerprint())
     if code != "true":
-        warn_code_differs(original, code)
+        warn_code_differs(original, code, current)
     overrides = [*replayed_overrides(overrides), "+reproduce=run", *args.overrides]
     run_id = run_again(uri, config, original, overrides, {"airush.reproduce.same_code": code})
     report_metrics(uri, original, run_id)
@@ -100,7 +101,7 @@ def recorded_run(uri: str, run_id: str):
         run = client.get_run(run_id)
     except MlflowException:
         raise UserError(f"no run '{run_id}' in MLflow store {redact_uri(uri)}") from None
-    if run.data.tags.get("airush.sweep") == "parent":
+    if is_sweep_parent(run):
         raise UserError(
             f"run {run_id} is a sweep's parent; reproduce one of its children (or its best.run_id)"
         )
@@ -175,10 +176,10 @@ def same_code(recorded_tags: dict[str, str], current: tuple[str, str], fingerpri
     return "true" if (dirty, now_dirty) == ("false", "false") else "unknown"
 
 
-def warn_code_differs(run, code: str) -> None:
+def warn_code_differs(run, code: str, current: tuple[str, str]) -> None:
     from airush.tracking import code_fingerprint
 
-    commit, dirty = current_code()
+    commit, dirty = current
     tags = run.data.tags
     print(
         f"airush: warning: run {run.info.run_id} was made at commit {tags.get('git.commit', 'unknown')[:12]} "

@@ -123,10 +123,11 @@ def config_hash(cfg: DictConfig) -> str:
 def log_config(tracked, cfg: DictConfig, run_dir: Path) -> None:
     """The composed `.hydra/` files and the resolved config, as `hydra/…` artifacts; credentials in any URI
     are masked in what is logged (a shared server's users read these)."""
-    (run_dir / "config_resolved.yaml").write_text(tracking.redact_text(OmegaConf.to_yaml(cfg, resolve=True)))
+    resolved = tracking.redact_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (run_dir / "config_resolved.yaml").write_text(resolved)
     for path in sorted((run_dir / ".hydra").glob("*.yaml")):
         tracked.log_text(tracking.redact_text(path.read_text()), f"hydra/{path.name}")
-    tracked.log_text((run_dir / "config_resolved.yaml").read_text(), "hydra/config_resolved.yaml")
+    tracked.log_text(resolved, "hydra/config_resolved.yaml")
 
 
 def reuse_finished_run(

@@ -7,12 +7,12 @@ Shared by the commands that look at past runs (`leaderboard`, `compare`, `reprod
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 from airush.errors import UserError
-from airush.tracking import search_all  # noqa: F401  (re-exported: the views' one paging loop)
 
 Filter = tuple[str, Callable[..., bool]]  # (the option as typed, run -> kept?)
 
@@ -94,6 +94,7 @@ def data_name(run) -> str:
     return target.rsplit(".", 2)[-2] if target.count(".") >= 2 else target or "?"
 
 
+@functools.cache
 def _data_options_by_target() -> dict[str, list[str]]:
     from airush.choices import group_options, option_config
 

@@ -146,7 +146,7 @@ def failed_start_run(cfg, sweep_dir: Path, overrides: list[str], error: str, tex
         client.set_terminated(run.info.run_id, "FAILED")
         return run.info.run_id
     except Exception as err:  # the job's config itself is broken: the sweep dir keeps the record
-        log.warning("job failed before its run began; no MLflow run for it: %s", str(err).splitlines()[0])
+        log.warning("job failed before its run began; no MLflow run for it: %s", tracking.error_line(err))
         return None
 
 
@@ -184,16 +184,17 @@ def close_sweep(tracking_uri: str, sweep_dir: Path, interrupted: bool = False) -
 
 def end_local_children(client, children: list) -> bool:
     """Ctrl-C: children still RUNNING on this host end KILLED (a parallel job's worker may die before it can
-    mark its own run); those on other hosts (SLURM) may still be running and are only tagged. True when any
-    changed."""
+    mark its own run); those on other hosts (SLURM) may still be running and are only tagged. True when a
+    status changed."""
     host = socket.gethostname()
     running = [child for child in children if child.info.status == "RUNNING"]
+    local = [child for child in running if child.data.tags.get("airush.host") == host]
     for child in running:
-        if child.data.tags.get("airush.host") == host:
+        if child in local:
             client.set_terminated(child.info.run_id, "KILLED")
         else:
             client.set_tag(child.info.run_id, "airush.sweep_interrupted", "true")
-    return bool(running)
+    return bool(local)
 
 
 def sweep_summary(

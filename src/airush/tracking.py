@@ -346,7 +346,7 @@ def open_experiment(tracking_uri: str, experiment: str, artifact_location: str |
         raise
     except Exception as err:
         raise ConfigError(
-            f"cannot use MLflow tracking store {redact_uri(tracking_uri)}: {str(err).splitlines()[0]}"
+            f"cannot use MLflow tracking store {redact_uri(tracking_uri)}: {error_line(err)}"
         ) from None
     return client, experiment_id
 

@@ -40,7 +40,7 @@ class ActionFeatures:
         return features.transform_in_chunks(self._chunk, events, unit_ids, bar)
 
     def n_chunks(self, events: pd.DataFrame, unit_ids: np.ndarray) -> int:
-        return len(features.chunk_bounds(events["session_id"].to_numpy(), unit_ids, features.CHUNK_EVENTS))
+        return features.n_chunks(events, unit_ids)
 
     def _chunk(self, events: pd.DataFrame, unit_ids: np.ndarray) -> pd.DataFrame:
         group = features.session_index(events["session_id"].to_numpy(), unit_ids)

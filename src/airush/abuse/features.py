@@ -47,7 +47,7 @@ class SessionFeatures:
         return transform_in_chunks(self._chunk, events, session_ids, bar)
 
     def n_chunks(self, events: pd.DataFrame, session_ids: np.ndarray) -> int:
-        return len(chunk_bounds(events["session_id"].to_numpy(), session_ids, CHUNK_EVENTS))
+        return n_chunks(events, session_ids)
 
     def _chunk(self, events: pd.DataFrame, session_ids: np.ndarray) -> pd.DataFrame:
         n = len(session_ids)
@@ -106,6 +106,11 @@ def session_index(sid: np.ndarray, session_ids: np.ndarray) -> np.ndarray:
     starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
     run_group = np.searchsorted(session_ids, sid[starts])
     return np.repeat(run_group, np.diff(np.r_[starts, len(sid)]))
+
+
+def n_chunks(events: pd.DataFrame, unit_ids: np.ndarray) -> int:
+    """How many chunks `transform_in_chunks` cuts `events` into (a progress bar's total)."""
+    return len(chunk_bounds(events["session_id"].to_numpy(), unit_ids, CHUNK_EVENTS))
 
 
 def event_codes(event: pd.Series) -> np.ndarray:

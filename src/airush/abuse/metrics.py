@@ -17,12 +17,16 @@ def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(f1[:-1]))])
 
 
+def has_both_classes(y_true: np.ndarray) -> bool:
+    return 0 < int(np.sum(y_true)) < len(y_true)
+
+
 def ranking_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    """ROC-AUC and PR-AUC (average precision); none when y_true holds a single class (nothing to rank)."""
+    """ROC-AUC and PR-AUC (average precision); NaN when y_true holds a single class (nothing to rank)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    if not 0 < int(np.sum(y_true)) < len(y_true):
-        return {}
+    if not has_both_classes(y_true):
+        return {"roc_auc": float("nan"), "pr_auc": float("nan")}
     return {
         "roc_auc": float(roc_auc_score(y_true, scores)),
         "pr_auc": float(average_precision_score(y_true, scores)),
@@ -36,8 +40,6 @@ def detection_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float) 
 
     y_pred = (scores >= threshold).astype(int)
     return {
-        "roc_auc": float("nan"),
-        "pr_auc": float("nan"),
         **ranking_metrics(y_true, scores),
         "f1": float(f1_score(y_true, y_pred, zero_division=0)),
         "precision": float(precision_score(y_true, y_pred, zero_division=0)),

@@ -11,7 +11,6 @@ only what the chosen model needs is built. `features=keyboard|mouse` selects the
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from airush.abuse.metrics import (
     best_f1_threshold,
     detection_metrics,
     equal_error_rate,
+    has_both_classes,
     ranking_metrics,
     recall_at_fpr,
     recall_by_kind,
@@ -199,13 +199,13 @@ def evaluate(
         threshold = best_f1_threshold(splits.y["valid"], valid_scores)
         # valid ROC-AUC / PR-AUC, for model selection; NaN when valid holds a single class (nothing to rank:
         # such a run is not comparable, and choosing it by its test score would leak test)
-        ranked = ranking_metrics(splits.y["valid"], valid_scores) or {"roc_auc": math.nan, "pr_auc": math.nan}
+        ranked = ranking_metrics(splits.y["valid"], valid_scores)
         valid_metrics = {f"valid_{k}": v for k, v in ranked.items()}
         scores = model.predict_proba(splits.X["test"])
         session_ids = splits.session_id["test"]
     y, kind = splits.y["test"], splits.kind["test"]
     metrics = detection_metrics(y, scores, threshold) | valid_metrics
-    if 0 < y.sum() < len(y):
+    if has_both_classes(y):
         metrics |= {"eer": equal_error_rate(y, scores), "recall_at_1pct_fpr": recall_at_fpr(y, scores, 0.01)}
     metrics |= recall_by_kind(kind, y, (scores >= threshold).astype(int))
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -180,16 +180,17 @@ class AirushOptunaSweeper(Sweeper):
         """task-model-hash of the space, the fixed overrides, airush's code and its config files: a study only
         ever holds values the current code and defaults would give again."""
         import hashlib
-        from importlib.resources import files
 
+        from airush.choices import conf_dir
         from airush.tracking import code_fingerprint
 
         assert self.config is not None
         task = OmegaConf.select(self.config, "task.name", default="airush")
         model = self.config.hydra.runtime.choices.get("model", "model")
         digest = hashlib.sha256(f"{space.fingerprint(self.direction)} {code_fingerprint()}".encode())
-        for name, entry in sorted(_yaml_files(files("airush.conf"))):
-            digest.update(name.encode() + entry.read_bytes())
+        root = conf_dir()
+        for name, path in sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*.yaml")):
+            digest.update(name.encode() + path.read_bytes())
         return f"{task}-{model}-{digest.hexdigest()[:8]}"
 
     def _enqueue_defaults(self, study, space: Space) -> None:
@@ -342,14 +343,3 @@ def _yaml(data: dict[str, Any]) -> str:
     import yaml
 
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
-
-
-def _yaml_files(folder, prefix: str = "") -> list[tuple[str, Any]]:
-    """(path inside the folder, file) of every yaml under an importlib.resources folder, wherever installed."""
-    out = []
-    for entry in folder.iterdir():
-        if entry.is_dir():
-            out += _yaml_files(entry, f"{prefix}{entry.name}/")
-        elif entry.name.endswith(".yaml"):
-            out.append((prefix + entry.name, entry))
-    return out
