@@ -481,3 +481,18 @@ def test_cli_sweep_then_leaderboard_and_compare(tmp_path, tracking_uri):
     unknown = run_airush(["compare", ids[0], "deadbeef"], cwd=tmp_path, tracking_uri=tracking_uri)
     assert unknown.returncode == 2
     assert unknown.stderr.strip() == "airush: error: no MLflow run whose id starts with 'deadbeef'"
+
+
+def test_find_run_takes_a_full_id_or_a_unique_prefix(tracking_uri):
+    from mlflow.tracking import MlflowClient
+
+    from airush.store import find_run
+
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment("e")
+    ids = [client.create_run(experiment_id).info.run_id for _ in range(40)]
+    run_id = ids[0]
+    assert find_run(client, run_id).info.run_id == run_id
+    unique = next(run_id[:n] for n in range(4, 32) if sum(i.startswith(run_id[:n]) for i in ids) == 1)
+    assert find_run(client, unique).info.run_id == run_id
+    assert find_run(client, "nope") is None and find_run(client, "0" * 32) is None

@@ -15,6 +15,7 @@ from airush.store import (
     OneLineParser,
     default_tracking_uri,
     experiments,
+    find_run,
     model_of,
     open_store,
     seed_of,
@@ -29,29 +30,17 @@ RUN_ID_LENGTH = 32
 
 def resolve_run(client, ref: str, experiment_ids: list[str]):
     """A run from its full id or a unique prefix of it; one line when there is no such run or several."""
-    from mlflow.exceptions import MlflowException
-
     ref = ref.strip().lower()
     if not ref or not set(ref) <= set(string.hexdigits):
         raise UserError(f"'{ref}' is not a run id: run ids are hexadecimal (0-9, a-f)")
-    if len(ref) == RUN_ID_LENGTH:
-        try:
-            return client.get_run(ref)
-        except MlflowException:
-            raise UserError(f"no MLflow run '{ref}' in this store") from None
     if len(ref) < 4:
         raise UserError(f"run id '{ref}' is too short: give the full id or a prefix of at least 4 characters")
-    found = (
-        client.search_runs(experiment_ids, f"attributes.run_id LIKE '{ref}%'", max_results=3)
-        if experiment_ids
-        else []
-    )
-    if not found:
+    found = find_run(client, ref, experiment_ids)
+    if found is None and len(ref) == RUN_ID_LENGTH:
+        raise UserError(f"no MLflow run '{ref}' in this store")
+    if found is None:
         raise UserError(f"no MLflow run whose id starts with '{ref}'")
-    if len(found) > 1:
-        ids = ", ".join(r.info.run_id for r in found)
-        raise UserError(f"run id prefix '{ref}' is ambiguous ({ids}, ...); give more characters")
-    return found[0]
+    return found
 
 
 def differing_params(runs: list, show_all: bool = False) -> list[tuple[str, list[str | None]]]:

@@ -10,7 +10,7 @@ metric, its test value and its valid value, the run and the git commit it was tr
 from __future__ import annotations
 
 from airush.errors import UserError
-from airush.store import OneLineParser, default_tracking_uri, is_sweep_parent, open_store
+from airush.store import OneLineParser, default_tracking_uri, find_run, is_sweep_parent, open_store
 from airush.sweeps import sweep_summary
 from airush.tracking import redact_uri, search_all
 
@@ -107,12 +107,10 @@ def _check_registrable(client, run) -> None:
 
 
 def _get_run(client, run_id: str, uri: str):
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_run(run_id)
-    except MlflowException:
-        raise UserError(f"no run '{run_id}' in {redact_uri(uri)}") from None
+    run = find_run(client, run_id)
+    if run is None:
+        raise UserError(f"no run '{run_id}' in {redact_uri(uri)}")
+    return run
 
 
 def _client(uri: str):

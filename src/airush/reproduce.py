@@ -19,7 +19,14 @@ from pathlib import Path
 import yaml
 
 from airush.errors import UserError
-from airush.store import OneLineParser, default_tracking_uri, is_sweep_parent, open_store, store_error
+from airush.store import (
+    OneLineParser,
+    default_tracking_uri,
+    find_run,
+    is_sweep_parent,
+    open_store,
+    store_error,
+)
 from airush.tracking import redact_uri
 
 CONFIG_ARTIFACT = "hydra/config_resolved.yaml"
@@ -97,10 +104,10 @@ def recorded_run(uri: str, run_id: str):
     from mlflow.exceptions import MlflowException
 
     client = open_store(uri)
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise UserError(f"no run '{run_id}' in MLflow store {redact_uri(uri)}") from None
+    run = find_run(client, run_id)
+    if run is None:
+        raise UserError(f"no run '{run_id}' in MLflow store {redact_uri(uri)}")
+    run_id = run.info.run_id
     if is_sweep_parent(run):
         raise UserError(
             f"run {run_id} is a sweep's parent; reproduce one of its children (or its best.run_id)"

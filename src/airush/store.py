@@ -74,6 +74,25 @@ def task_of(run) -> str | None:
     return run.data.tags.get("airush.task") or run.data.params.get("task.name")
 
 
+def find_run(client, ref: str, experiment_ids: list[str] | None = None):
+    """A run by its full id or by a unique prefix (the leaderboard shows 8 characters); None when there is
+    none, one line when a prefix fits several."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(ref)
+    except MlflowException:
+        pass
+    if not 4 <= len(ref) < 32 or not set(ref) <= set("0123456789abcdef"):
+        return None
+    ids = list(experiments(client, None)) if experiment_ids is None else experiment_ids
+    found = client.search_runs(ids, f"attributes.run_id LIKE '{ref}%'", max_results=3) if ids else []
+    if len(found) > 1:
+        listed = ", ".join(r.info.run_id for r in found)
+        raise UserError(f"run id prefix '{ref}' is ambiguous ({listed}, ...); give more characters")
+    return found[0] if found else None
+
+
 def is_sweep_parent(run) -> bool:
     return run.data.tags.get("airush.sweep") == "parent"
 
