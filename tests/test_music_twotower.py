@@ -146,8 +146,12 @@ def test_without_metadata_it_is_an_id_model_and_cold_items_tie():
     model = TwoTowerRecommender(**FAST, max_epochs=3, seed=0).fit(train, item_features=empty)
     scores = model.score(np.arange(train.shape[0]))
     assert np.isfinite(scores).all()
-    assert np.ptp(scores[:, cold], axis=1).max() == 0
-    assert scores.std(axis=1).min() > 0
+    # one score per user up to float32 rounding: the cold items' vectors are equal, but a matmul may sum the
+    # columns of one row in different orders on other CPUs (1.9e-06 apart seen on an AMD EPYC), so the
+    # bound is rounding-sized, far below the spread of the other scores
+    scale = np.abs(scores).max()
+    assert np.ptp(scores[:, cold], axis=1).max() <= 1e-5 * scale
+    assert scores.std(axis=1).min() > 1e-2 * scale
 
 
 @pytest.mark.parametrize(
