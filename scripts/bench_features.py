@@ -22,7 +22,7 @@ import numpy as np
 
 from airush.abuse.data.synthetic import SyntheticSessions
 from airush.abuse.features import CHUNK_EVENTS, SessionFeatures
-from airush.abuse.features_reference import reference_features
+from reference.features_reference import reference_features
 
 EVENTS_PER_USER = 4300  # 4 sessions of ~1,075 keyboard + mouse events with the generator's defaults
 

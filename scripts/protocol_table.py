@@ -49,7 +49,7 @@ class ModelRow:
 
 def sweep_runs(client, sweep_dir: Path) -> list:
     """Finished runs of one sweep: its children and the runs it reused, one per seed (the latest)."""
-    from airush.sweeps import job_records, read_parents
+    from airush.tracking.sweeps import job_records, read_parents
 
     runs = []
     for experiment_id, parent_id in read_parents(sweep_dir).items():

@@ -33,7 +33,7 @@ def tracking_uri(tmp_path: Path) -> str:
 
 @pytest.fixture
 def compose_cfg(tmp_path: Path, tracking_uri: str, monkeypatch):
-    """compose(overrides) -> cfg ready for `airush.run.run`, as inside a Hydra job."""
+    """compose(overrides) -> cfg ready for `airush.runner.run`, as inside a Hydra job."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig

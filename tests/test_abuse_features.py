@@ -10,7 +10,7 @@ import pytest
 from airush.abuse.action_features import ActionFeatures
 from airush.abuse.data.synthetic import SyntheticSessions
 from airush.abuse.features import SessionFeatures
-from airush.abuse.features_reference import reference_features
+from reference.features_reference import reference_features
 
 from conftest import SHARED_DATA
 

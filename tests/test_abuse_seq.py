@@ -22,7 +22,7 @@ from airush.abuse.sequences import (
     padded_batch,
     session_sequences,
 )
-from airush.devices import DevicePlan
+from airush.compute.devices import DevicePlan
 
 from conftest import SMALL, run_airush
 

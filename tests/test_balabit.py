@@ -73,7 +73,7 @@ def test_account_verification_on_a_few_accounts_through_the_cli(tmp_path, tracki
 
 def test_account_scope_needs_data_with_its_own_parts(compose_cfg):
     from airush.errors import ConfigError
-    from airush.run import run
+    from airush.runner import run
 
     from conftest import SMALL
 

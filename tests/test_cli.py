@@ -177,7 +177,7 @@ def test_help_names_the_hydra_plugins_hydra_offers():
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
-    from airush.help import HYDRA_CHOICES
+    from airush.config.help import HYDRA_CHOICES
 
     with initialize_config_module("airush.conf", version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()

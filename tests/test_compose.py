@@ -8,18 +8,19 @@ import mlflow
 import numpy as np
 import pytest
 
-from airush.choices import group_options, option_task, options_for_task
-from airush.run import run
+from airush.config.choices import packaged_choices
+from airush.runner import run
 
 from conftest import SMALL
 
-PAIRS = [(task, model) for task in ("abuse", "music") for model in options_for_task("model", task)]
+CHOICES = packaged_choices()
+PAIRS = [(task, model) for task in ("abuse", "music") for model in CHOICES.options_for_task("model", task)]
 
 
 def test_every_model_belongs_to_one_task():
-    for model in group_options("model"):
-        assert option_task("model", model) in ("abuse", "music"), model
-    assert {m for _, m in PAIRS} == set(group_options("model"))
+    for model in CHOICES.options("model"):
+        assert CHOICES.option_task("model", model) in ("abuse", "music"), model
+    assert {m for _, m in PAIRS} == set(CHOICES.options("model"))
 
 
 @pytest.mark.parametrize(("task", "model"), PAIRS)
@@ -72,13 +73,13 @@ def test_lgbm_model_reloads_with_same_scores(compose_cfg):
     )
 
 
-@pytest.mark.parametrize("model", options_for_task("model", "music"))
+@pytest.mark.parametrize("model", CHOICES.options_for_task("model", "music"))
 def test_music_model_reloads_with_same_scores(model, compose_cfg):
-    from airush.run import _import
+    from hydra.utils import get_class
 
     cfg = compose_cfg(["task=music", f"model={model}", *SMALL["music"]])
     run(cfg)
-    loaded = _import(cfg.model._target_).load(Path(cfg.paths.run_dir) / "model")
+    loaded = get_class(cfg.model._target_).load(Path(cfg.paths.run_dir) / "model")
     users = np.arange(10)
     top = loaded.recommend(users, 10)
     assert top.shape == (10, 10)
@@ -93,19 +94,19 @@ def test_als_beats_popularity_on_default_synthetic_data(compose_cfg):
 
 
 def test_lr_overrides_active_model_learning_rate(compose_cfg):
-    from airush.run import resolve_shorthands
+    from airush.runner import build
 
-    cfg = resolve_shorthands(compose_cfg(["lr=0.001"]))
+    cfg = build(compose_cfg(["lr=0.001"])).cfg
     assert cfg.model.learning_rate == 0.001
-    assert resolve_shorthands(compose_cfg([])).model.learning_rate == 0.05
+    assert build(compose_cfg([])).cfg.model.learning_rate == 0.05
 
 
 def test_lr_on_model_without_learning_rate_is_a_config_error(compose_cfg):
     from airush.errors import ConfigError
-    from airush.run import resolve_shorthands
+    from airush.runner import build
 
     with pytest.raises(ConfigError, match="has no learning rate"):
-        resolve_shorthands(compose_cfg(["task=music", "lr=0.1"]))
+        build(compose_cfg(["task=music", "lr=0.1"]))
 
 
 def test_same_config_gives_identical_metrics(compose_cfg):

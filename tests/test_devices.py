@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from airush import devices
+from airush.compute import devices
 from airush.errors import ConfigError
 
 
@@ -41,15 +41,17 @@ class _GpuModel:
 def test_device_plan_places_sweep_job_ranks_on_its_devices(job, gpus, ids, monkeypatch, tmp_path):
     monkeypatch.setattr(devices, "cuda_device_count", lambda: 4)  # a 4-GPU machine, as far as planning goes
     monkeypatch.setattr(devices, "_cuda_bf16", lambda: True)
-    monkeypatch.setattr(devices, "sweep_job", lambda: (None if job == 0 else tmp_path, job))
+    sweep_job = (None if job == 0 else tmp_path, job)
     cfg = OmegaConf.create(
         {"gpus": gpus, "trainer": {"accelerator": "auto", "devices": None, "precision": "auto"}}
     )
-    plan = devices.device_plan(cfg, "twotower", _GpuModel)
+    plan = devices.device_plan(cfg, "twotower", _GpuModel, sweep_job)
     assert plan.device_ids == ids
     assert [plan.device(rank) for rank in range(gpus)] == [f"cuda:{i}" for i in ids]
     assert plan.backend == ("nccl" if gpus > 1 else None)
-    assert devices.device_plan(cfg, "twotower", _GpuModel).device_ids == ids  # asked again: the same lease
+    assert (
+        devices.device_plan(cfg, "twotower", _GpuModel, sweep_job).device_ids == ids
+    )  # asked again: the same lease
     devices.release_devices()
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from airush.devices import DevicePlan, device_plan
-from airush.distributed import RankContext, RankFailed, launch, train_epochs
+from airush.compute.devices import DevicePlan, device_plan
+from airush.compute.distributed import RankContext, RankFailed, launch, train_epochs
 from airush.errors import ConfigError, DataError
 
 GLOO2 = DevicePlan("cpu", 2, "gloo", None)

@@ -1,4 +1,4 @@
-"""Vectorised per-group statistics (airush.grouped) against pandas groupby and plain Python."""
+"""Vectorised per-group statistics (airush.compute.grouped) against pandas groupby and plain Python."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airush.grouped import (
+from airush.compute.grouped import (
     group_count,
     group_entropy,
     group_extreme,

@@ -16,9 +16,10 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from airush import compare, leaderboard, tracking
-from airush.choices import option_config
+from airush.config.choices import option_config
 from airush.errors import UserError
+from airush.records import compare, leaderboard
+from airush.tracking import run_record, store
 
 from conftest import SMALL, run_airush
 
@@ -48,11 +49,11 @@ def record(
         "paths": {"run_dir": f"/tmp/runs/{time.time_ns()}"},
         "mlflow": {"tracking_uri": uri, "experiment": experiment or task},
     }
-    params = tracking.flatten(config) | {"dataset.interactions": str(1000 + seed)}
+    params = run_record.flatten(config) | {"dataset.interactions": str(1000 + seed)}
     overrides = [f"task={task}", f"model={model}", f"seed={seed}"]
     overrides += [f"model.{k}={v}" for k, v in (model_params or {}).items()]
     overrides += [f"data.{k}={v}" for k, v in (data_params or {}).items()]
-    client, experiment_id = tracking.open_experiment(uri, experiment or task, None)
+    client, experiment_id = store.open_experiment(uri, experiment or task, None)
     run_tags = {
         "airush.task": task,
         "airush.model": model,
@@ -66,7 +67,7 @@ def record(
         **(tags or {}),
     }
     run = client.create_run(experiment_id, run_name=f"{task}-{model}", tags=run_tags)
-    tracked = tracking.TrackedRun(client, run.info.run_id, experiment_id, uri)
+    tracked = run_record.TrackedRun(client, run.info.run_id, experiment_id, uri)
     tracked.log_params(params)
     tracked.log_metrics(metrics)
     if status != "RUNNING":
@@ -83,7 +84,7 @@ def board(uri: str, capsys, *args: str) -> dict:
 def empty_store(tmp_path_factory) -> Path:
     """A migrated, empty sqlite store: creating one runs MLflow's migrations (seconds), copying it does not."""
     path = tmp_path_factory.mktemp("store") / "mlflow.db"
-    tracking.client_for(f"sqlite:///{path}").search_experiments()
+    store.client_for(f"sqlite:///{path}").search_experiments()
     return path
 
 
@@ -358,7 +359,7 @@ def test_a_sweep_parent_left_running_by_a_killed_sweep_is_dead_in_leaderboard_an
 ):
     """Parents carry the launching process's host and pid (no task, model or params of their own)."""
     job = subprocess.Popen(["sleep", "60"])
-    client, experiment_id = tracking.open_experiment(tracking_uri, "music", None)
+    client, experiment_id = store.open_experiment(tracking_uri, "music", None)
     tags = {"airush.sweep": "parent", "airush.host": socket.gethostname(), "airush.pid": str(job.pid)}
     parent = client.create_run(experiment_id, run_name="sweep", tags=tags).info.run_id
     child = record(tracking_uri, "music", "pop", 1, {}, status="RUNNING", tags={"mlflow.parentRunId": parent})
@@ -486,7 +487,7 @@ def test_cli_sweep_then_leaderboard_and_compare(tmp_path, tracking_uri):
 def test_find_run_takes_a_full_id_or_a_unique_prefix(tracking_uri):
     from mlflow.tracking import MlflowClient
 
-    from airush.store import find_run
+    from airush.records.runs import find_run
 
     client = MlflowClient(tracking_uri)
     experiment_id = client.create_experiment("e")

@@ -87,17 +87,16 @@ def rebuild(cfg, client, run_id: str, tmp_path: Path) -> tuple:
     seed, same data), to compare the served model against."""
     from airush.abuse.verification import AccountVerifier
     from airush.console import Stages
-    from airush.run import _import, resolve_shorthands
-    from airush.tasks import load_task
+    from airush.runner import build
 
     assert_logged_mlflow_model(client, run_id)
     model_dir = Path(client.download_artifacts(run_id, "model/data/model", str(tmp_path)))
-    cfg = resolve_shorthands(cfg)
-    task = load_task(cfg.task.name)
+    built = build(cfg)
+    cfg, task = built.cfg, built.task
     with Stages() as stages:
         prepared = task.prepare(cfg, stages)
     account_scope = cfg.task.get("scope") == "account"
-    model_cls = AccountVerifier if account_scope else _import(cfg.model._target_)
+    model_cls = AccountVerifier if account_scope else built.model_cls
     return model_cls.load(model_dir), task.split(prepared, cfg), prepared
 
 
@@ -129,7 +128,7 @@ class TrainedRun:
 
 
 def train_and_fetch(cfg, tracking_uri: str, tmp_path: Path) -> TrainedRun:
-    from airush.run import run
+    from airush.runner import run
 
     run(cfg)
     client = mlflow.MlflowClient(tracking_uri)
@@ -262,7 +261,7 @@ def test_music_model_serves_the_runs_top_n(compose_cfg, tracking_uri, tmp_path, 
 def test_every_other_music_model_is_logged_as_an_mlflow_model(
     compose_cfg, tracking_uri, tmp_path, monkeypatch, overrides
 ):
-    from airush.run import run
+    from airush.runner import run
 
     cfg = compose_cfg(["task=music", *overrides, *SMALL["music"]])
     run(cfg)
@@ -313,8 +312,8 @@ def test_account_verifier_model_scores_actions_of_claimed_accounts(compose_cfg, 
 
 @pytest.mark.slow
 def test_register_a_sweeps_best_child(tracking_uri, tmp_path, monkeypatch):
-    from airush.registry import main as registry_main
-    from airush.registry import register
+    from airush.records.registry import main as registry_main
+    from airush.records.registry import register
 
     args = ["-m", "task=music", "model=pop,als", *SMALL["music"]]
     result = run_airush(args, cwd=tmp_path, tracking_uri=tracking_uri)
@@ -377,7 +376,7 @@ def test_register_a_sweeps_best_child(tracking_uri, tmp_path, monkeypatch):
 def test_best_child_without_the_sweeps_tag_is_chosen_on_valid_and_tagged_with_both(tracking_uri, tmp_path):
     """A sweep that never closed (no `best.run_id`): the best FINISHED child by valid, never by test; test only
     for a child with no valid score. The version carries both values."""
-    from airush.registry import best_child, register
+    from airush.records.registry import best_child, register
 
     client = mlflow.MlflowClient(tracking_uri)
     experiment_id = client.create_experiment("abuse", artifact_location=str(tmp_path / "artifacts"))

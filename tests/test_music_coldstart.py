@@ -129,7 +129,7 @@ def test_bad_new_item_settings_are_a_config_error(settings):
 
 
 def test_content_run_logs_cold_metrics(compose_cfg, tracking_uri):
-    from airush.run import run
+    from airush.runner import run
 
     cfg = compose_cfg(["task=music", "model=content", "task.split.method=temporal", *SMALL["music"]])
     metrics = run(cfg)
@@ -149,7 +149,7 @@ def test_content_beats_pop_and_als_on_cold_items_of_the_default_data():
     from hydra.utils import get_class
 
     from airush.music import task
-    from airush.run import model_kwargs
+    from airush.runner import model_kwargs
 
     with initialize_config_module("airush.conf", version_base="1.3"):
         cfgs = {

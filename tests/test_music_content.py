@@ -168,7 +168,7 @@ def test_content_without_metadata_is_a_config_error():
 @pytest.mark.skipif(not LASTFM.is_dir(), reason=f"Last.fm HetRec 2K not found at {LASTFM}")
 def test_lastfm_content_run(compose_cfg):
     """Tags are Last.fm's only shared metadata (each item is its own artist); content beats popularity."""
-    from airush.run import run
+    from airush.runner import run
 
     data = ["data=lastfm", f"data.root={LASTFM}"]
     content = run(compose_cfg(["task=music", "model=content", *data]))

@@ -45,7 +45,7 @@ def test_export_refuses_users_with_too_few_unplayed_items():
 
 
 def test_run_logs_recommendations_as_artifacts(compose_cfg, tracking_uri):
-    from airush.run import run
+    from airush.runner import run
 
     run(compose_cfg(["task=music", "model=itemknn", "task.recommend.top_n=20", *SMALL["music"]]))
     client = mlflow.MlflowClient(tracking_uri)

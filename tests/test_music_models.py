@@ -172,7 +172,7 @@ def test_beats_popularity_on_default_synthetic_data(name, default_splits):
     from hydra import compose, initialize_config_module
     from hydra.utils import get_class
 
-    from airush.run import model_kwargs
+    from airush.runner import model_kwargs
 
     with initialize_config_module("airush.conf", version_base="1.3"):
         cfg = compose("config", overrides=["task=music", f"model={name}"])

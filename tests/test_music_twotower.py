@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from airush.devices import DevicePlan
+from airush.compute.devices import DevicePlan
 from airush.errors import ConfigError
 from airush.music.data import Plays
 from airush.music.data.synthetic import SyntheticPlays
@@ -64,7 +64,7 @@ def test_two_gloo_ranks_train_in_sync_and_the_loss_falls(small):
 
 def test_same_command_twice_gives_identical_metrics(compose_cfg):
     """One rank on CPU: seeded initialisation, shuffles and dropout masks, deterministic kernels."""
-    from airush.run import run
+    from airush.runner import run
 
     overrides = ["task=music", "model=twotower", *SMALL["music"], "model.max_epochs=3", "model.dim=16"]
     first = run(compose_cfg(overrides))

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from airush.reproduce import metric_differences, replayed_overrides, same_code
+from airush.records.reproduce import metric_differences, replayed_overrides, same_code
 
 from conftest import SMALL, run_airush
 

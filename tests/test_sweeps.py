@@ -249,7 +249,7 @@ def _store_runs(tracking_uri: str, specs: list[dict]):
 
 
 def test_the_best_child_is_chosen_on_valid_not_test(tracking_uri):
-    from airush.sweeps import sweep_summary
+    from airush.tracking.sweeps import sweep_summary
 
     tags = {"airush.primary_metric": "ndcg_at_10"}
     client, _, ids = _store_runs(
@@ -268,7 +268,7 @@ def test_an_interrupted_sweep_ends_its_local_children_and_only_tags_remote_ones(
     import json
     import socket
 
-    from airush.sweeps import PARENTS_FILE, close_sweep
+    from airush.tracking.sweeps import PARENTS_FILE, close_sweep
 
     here, there = {"airush.host": socket.gethostname()}, {"airush.host": "node-17"}
     client, experiment_id, (parent, done, local, remote) = _store_runs(
@@ -287,7 +287,7 @@ def test_resume_ends_dead_running_runs_of_the_config_killed(tracking_uri):
     import socket
     import subprocess as sp
 
-    from airush.tracking import close_dead_runs_with_config
+    from airush.tracking.run_record import close_dead_runs_with_config
 
     gone = sp.Popen(["true"])
     gone.wait()  # a pid that no longer runs
@@ -315,13 +315,13 @@ def test_resume_ends_dead_running_runs_of_the_config_killed(tracking_uri):
     ],
 )
 def test_selection_is_on_valid_and_never_falls_back_to_test_for_a_validated_run(metrics, expected):
-    from airush.sweeps import selection_value
+    from airush.tracking.sweeps import selection_value
 
     assert selection_value(metrics, "ndcg") == expected
 
 
 def test_a_test_score_never_outranks_valid_scores():
-    from airush.sweeps import best_row
+    from airush.tracking.sweeps import best_row
 
     rows = [
         {"run_id": "a", "selection": 0.9, "valid_value": None},  # test only

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from airush.errors import ConfigError
-from airush.tracking import check_server_reachable, redact_text, split_credentials
+from airush.tracking.store import check_server_reachable, redact_text, split_credentials
 
 
 def test_redact_text_masks_every_userinfo_and_nothing_else():
@@ -72,7 +72,7 @@ def test_only_a_failing_store_counts_as_the_store_failing():
     import sqlalchemy.exc
     from mlflow.exceptions import MlflowException
 
-    from airush.tracking import store_failure
+    from airush.tracking.store import store_failure
 
     try:
         try:

@@ -24,25 +24,18 @@ from airush.abuse.mouse_actions import (
     MouseActions,
     segment_actions,
 )
-from airush.grouped import group_count, group_extreme, group_mean, group_mean_std, group_sum
+from airush.compute.grouped import group_count, group_extreme, group_mean, group_mean_std, group_sum
 
 SHARP_TURN_RAD = np.pi / 4  # a critical point: the path turns by more than this between two steps
 
 
 @dataclass
-class ActionFeatures:
+class ActionFeatures(features.FeatureSet):
     """Per-unit mean of its mouse actions' features (one action per unit under task.scope=account)."""
 
     pause_ms: float = ACTION_PAUSE_MS
 
-    def transform(self, events: pd.DataFrame, unit_ids: np.ndarray, bar=None) -> pd.DataFrame:
-        """One row per id in `unit_ids` (sorted, unique); events sorted by session_id (the unit), t_ms."""
-        return features.transform_in_chunks(self._chunk, events, unit_ids, bar)
-
-    def n_chunks(self, events: pd.DataFrame, unit_ids: np.ndarray) -> int:
-        return features.n_chunks(events, unit_ids)
-
-    def _chunk(self, events: pd.DataFrame, unit_ids: np.ndarray) -> pd.DataFrame:
+    def chunk_features(self, events: pd.DataFrame, unit_ids: np.ndarray) -> pd.DataFrame:
         group = features.session_index(events["session_id"].to_numpy(), unit_ids)
         code = features.event_codes(events["event"])
         button = events["button"].cat.codes.to_numpy()

@@ -13,7 +13,7 @@ import pandas as pd
 
 from airush.abuse.data import EVENT_KINDS
 from airush.abuse.mouse_actions import session_action_features
-from airush.grouped import (
+from airush.compute.grouped import (
     group_count,
     group_entropy,
     group_extreme,
@@ -33,23 +33,57 @@ CHUNK_EVENTS = 1_000_000  # bounded memory: sessions are processed in chunks of 
 EVENT_CODE = {name: i for i, name in enumerate(EVENT_KINDS)}
 
 
+class FeatureSet:
+    """What `features=` builds for the abuse task: one row of numbers per unit (a session, or a mouse action
+    under task.scope=account) from its events. A feature set implements `chunk_features`; `transform` hands
+    it whole units about CHUNK_EVENTS events at a time, so memory stays bounded on any log. Columns are
+    numbers (NaN where a unit has nothing to measure); names must be unique across combined sets."""
+
+    task = "abuse"
+
+    def chunk_features(self, events: pd.DataFrame, unit_ids: np.ndarray) -> pd.DataFrame:
+        """One row per id in `unit_ids` (sorted, unique; the index), from `events` (the events schema of
+        `airush.abuse.data`, sorted by session_id then t_ms; session_id is the unit id)."""
+        raise NotImplementedError
+
+    def transform(self, events: pd.DataFrame, unit_ids: np.ndarray, bar=None) -> pd.DataFrame:
+        """`chunk_features` over all units, chunk by chunk; `bar` advances once per chunk."""
+        return transform_in_chunks(self.chunk_features, events, unit_ids, bar)
+
+    def n_chunks(self, events: pd.DataFrame, unit_ids: np.ndarray) -> int:
+        return n_chunks(events, unit_ids)
+
+
+class CombinedFeatures(FeatureSet):
+    """Several feature sets side by side (`parts`, each built from its own `_target_`): how a user adds
+    features of their own to airush's without touching either."""
+
+    def __init__(self, parts: list[FeatureSet]) -> None:
+        self.parts = list(parts)
+
+    def chunk_features(self, events: pd.DataFrame, unit_ids: np.ndarray) -> pd.DataFrame:
+        from airush.errors import ConfigError
+
+        if not self.parts:
+            raise ConfigError("features.parts is empty: list at least one feature set")
+        frames = [part.chunk_features(events, unit_ids) for part in self.parts]
+        columns = [c for frame in frames for c in frame.columns]
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        if repeated:
+            raise ConfigError(f"features.parts give the column '{repeated[0]}' twice: rename one")
+        return pd.concat(frames, axis=1)
+
+
 @dataclass
-class SessionFeatures:
+class SessionFeatures(FeatureSet):
     keyboard: bool = True
     mouse: bool = True
 
-    def transform(self, events: pd.DataFrame, session_ids: np.ndarray, bar=None) -> pd.DataFrame:
-        """One row per id in `session_ids` (sorted, unique); events must be sorted by session_id, t_ms."""
+    def chunk_features(self, events: pd.DataFrame, session_ids: np.ndarray) -> pd.DataFrame:
         from airush.errors import ConfigError
 
         if not (self.keyboard or self.mouse):
             raise ConfigError("features: enable keyboard, mouse or both")
-        return transform_in_chunks(self._chunk, events, session_ids, bar)
-
-    def n_chunks(self, events: pd.DataFrame, session_ids: np.ndarray) -> int:
-        return n_chunks(events, session_ids)
-
-    def _chunk(self, events: pd.DataFrame, session_ids: np.ndarray) -> pd.DataFrame:
         n = len(session_ids)
         group = session_index(events["session_id"].to_numpy(), session_ids)
         code = event_codes(events["event"])

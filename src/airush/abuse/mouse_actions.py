@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from airush.abuse.data import BUTTONS, EVENT_KINDS
-from airush.grouped import group_count, group_quantiles
+from airush.compute.grouped import group_count, group_quantiles
 
 ACTION_TYPES = ("mm", "pc", "dd")  # mouse move, point-click, drag-and-drop; index = type code
 ACTION_PAUSE_MS = 10_000.0  # a longer gap between mouse events ends an action (Antal & Egyed-Zsigmond)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from airush.abuse.data import BUTTONS, EVENT_KINDS, KEY_EVENTS
 from airush.abuse.features import EVENT_CODE, consecutive_pairs, schema_codes
-from airush.grouped import paired_next
+from airush.compute.grouped import paired_next
 
 CONTINUOUS = ("dt_log", "dt_device_log", "ddt_log", "dx_slog", "dy_slog", "speed_log", "turn", "hold_log")
 # codes of anything outside the schema (should not happen after validation) get one spare index

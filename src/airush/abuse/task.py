@@ -34,10 +34,11 @@ from airush.abuse.plots import save_evaluation_plots
 from airush.abuse.sequences import SessionSequences, session_sequences
 from airush.abuse.split import user_disjoint_split
 from airush.abuse.verification import AccountVerifier, action_table
+from airush.compute.devices import fit_devices
 from airush.console import Stages
-from airush.devices import fit_devices
+from airush.data.fingerprint import frames_fingerprint
 from airush.errors import ConfigError
-from airush.fingerprint import frames_fingerprint
+from airush.task import Task, training_steps
 
 SCOPES = ("session", "account")
 INPUTS = ("features", "sequences")
@@ -171,15 +172,14 @@ def _account_split(prepared: PreparedSessions) -> SessionSplits:
     return out
 
 
-def fit(model, splits: SessionSplits, cfg: DictConfig, stages: Stages) -> None:
+def fit(model, splits: SessionSplits, cfg: DictConfig, stages: Stages, devices=None) -> None:
     if isinstance(model, AccountVerifier):
         bar = stages.stage("train accounts", total=len(np.unique(splits.account["train"])))
         model.fit(splits.X["train"], splits.account["train"], bar=bar)
         return
-    rounds = getattr(model, "num_boost_round", getattr(model, "max_epochs", 1))
-    bar = stages.stage("train", total=int(rounds))
+    bar = stages.stage("train", total=training_steps(model))
     X, y = splits.X, splits.y
-    model.fit(X["train"], y["train"], X["valid"], y["valid"], bar=bar, **fit_devices(cfg, model))
+    model.fit(X["train"], y["train"], X["valid"], y["valid"], bar=bar, **fit_devices(devices, model))
     bar.done()
 
 
@@ -212,8 +212,55 @@ def evaluate(
     pd.DataFrame({"session_id": session_ids, "label": y, "kind": kind, "score": scores}).to_parquet(
         out_dir / "test_predictions.parquet", index=False
     )
-    importance = model.feature_importance() if hasattr(model, "feature_importance") else None
+    importance = model.feature_importance() if callable(getattr(model, "feature_importance", None)) else None
     if importance is not None:
         importance.to_frame().to_csv(out_dir / "feature_importance.csv")
     save_evaluation_plots(y, scores, threshold, importance, out_dir)
     return metrics
+
+
+class AbuseTask(Task):
+    """Sessions of keyboard and mouse events -> P(bot or intruder) per session (or per account's owner)."""
+
+    model_interface = "airush.abuse.models.Detector"
+
+    def __init__(
+        self,
+        name: str = "abuse",
+        primary_metric: str = "roc_auc",
+        scope: str = "session",
+        action_pause_ms: float = 10000,
+        min_action_events: int = 5,
+        impostor_ratio: float = 1.0,
+        split: dict | None = None,
+    ) -> None:
+        super().__init__(name, primary_metric)
+        self.scope = scope
+        self.action_pause_ms = action_pause_ms
+        self.min_action_events = min_action_events
+        self.impostor_ratio = impostor_ratio
+        self.split_settings = split
+
+    def prepare(self, cfg: DictConfig, stages: Stages) -> PreparedSessions:
+        return prepare(cfg, stages)
+
+    def split(self, prepared: PreparedSessions, cfg: DictConfig) -> SessionSplits:
+        return split(prepared, cfg)
+
+    def model_for(self, cfg: DictConfig, model):
+        return model_for(cfg, model)
+
+    def fit(self, model, splits: SessionSplits, cfg: DictConfig, stages: Stages, devices=None) -> None:
+        fit(model, splits, cfg, stages, devices)
+
+    def evaluate(
+        self, model, splits: SessionSplits, cfg: DictConfig, stages: Stages, out_dir: Path
+    ) -> dict[str, float]:
+        return evaluate(model, splits, cfg, stages, out_dir)
+
+    def save_mlflow_model(
+        self, cfg: DictConfig, model, splits: SessionSplits, model_dir: Path, out_dir: Path
+    ) -> None:
+        from airush.abuse.serving import save_mlflow_model
+
+        save_mlflow_model(cfg, model, splits, model_dir, out_dir)

@@ -14,6 +14,10 @@ SCHEMES = ("binary", "log", "raw")
 
 @dataclass
 class InteractionWeights:
+    """What `features=` builds for the music task: play counts -> training weights. A user's own scheme
+    implements `transform` and declares `task = "music"` (or subclasses this)."""
+
+    task = "music"
     scheme: str = "log"
 
     def transform(self, plays: sp.csr_matrix) -> sp.csr_matrix:

@@ -12,15 +12,16 @@ import scipy.sparse as sp
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from airush.compute.devices import fit_devices
 from airush.console import Stages
-from airush.devices import fit_devices
+from airush.data.fingerprint import frames_fingerprint
 from airush.errors import ConfigError
-from airush.fingerprint import frames_fingerprint
 from airush.music.data import Plays, filter_plays
 from airush.music.export import check_top_n, top_n_for_all_users, write_top_n
 from airush.music.metadata import ItemMetadata, item_metadata
 from airush.music.metrics import full_ranking_metrics
 from airush.music.split import split_interactions
+from airush.task import Task, training_steps
 
 
 @dataclass
@@ -105,16 +106,16 @@ def model_for(cfg: DictConfig, model):
     return model
 
 
-def fit(model, splits: PlaySplits, cfg: DictConfig, stages: Stages) -> None:
+def fit(model, splits: PlaySplits, cfg: DictConfig, stages: Stages, devices=None) -> None:
     """Opt-in extras: item metadata (`uses_metadata`), the valid split for early stopping (`uses_valid`)
     and the device plan of `gpus` / `trainer.*` (torch models: `supports_gpu`)."""
-    bar = stages.stage("train", total=int(getattr(model, "iterations", getattr(model, "max_epochs", 1))))
+    bar = stages.stage("train", total=training_steps(model))
     extra = {}
     if getattr(model, "uses_metadata", False):
         extra["item_features"] = splits.item_features
     if getattr(model, "uses_valid", False):
         extra["valid"] = splits.valid
-    model.fit(splits.train, bar=bar, **extra, **fit_devices(cfg, model))
+    model.fit(splits.train, bar=bar, **extra, **fit_devices(devices, model))
     bar.done()
 
 
@@ -175,3 +176,47 @@ def cold_start_metrics(
     metrics = full_ranking_metrics(score, masked, cold_test, ks, None, batch)
     cold_metrics = {f"cold_{m}_at_{k}": metrics[f"{m}_at_{k}"] for m in ("recall", "ndcg") for k in ks}
     return counts | cold_metrics | {"cold_test_users": metrics["users_evaluated"]}
+
+
+class MusicTask(Task):
+    """Play logs + track metadata -> top-K unplayed tracks per user, scored by full ranking."""
+
+    model_interface = "airush.music.models.Recommender"
+
+    def __init__(
+        self,
+        name: str = "music",
+        primary_metric: str = "ndcg_at_10",
+        split: dict | None = None,
+        filter: dict | None = None,
+        ks: list[int] | tuple[int, ...] = (10, 20, 50),
+        eval_batch_users: int = 2048,
+        recommend: dict | None = None,
+    ) -> None:
+        super().__init__(name, primary_metric)
+        self.split_settings = split
+        self.filter = filter
+        self.ks = list(ks)
+        self.eval_batch_users = eval_batch_users
+        self.recommend = recommend
+
+    def prepare(self, cfg: DictConfig, stages: Stages) -> PreparedPlays:
+        return prepare(cfg, stages)
+
+    def split(self, prepared: PreparedPlays, cfg: DictConfig) -> PlaySplits:
+        return split(prepared, cfg)
+
+    def fit(self, model, splits: PlaySplits, cfg: DictConfig, stages: Stages, devices=None) -> None:
+        fit(model, splits, cfg, stages, devices)
+
+    def evaluate(
+        self, model, splits: PlaySplits, cfg: DictConfig, stages: Stages, out_dir: Path
+    ) -> dict[str, float]:
+        return evaluate(model, splits, cfg, stages, out_dir)
+
+    def save_mlflow_model(
+        self, cfg: DictConfig, model, splits: PlaySplits, model_dir: Path, out_dir: Path
+    ) -> None:
+        from airush.music.serving import save_mlflow_model
+
+        save_mlflow_model(cfg, model, splits, model_dir, out_dir)

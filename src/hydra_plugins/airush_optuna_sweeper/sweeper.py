@@ -97,7 +97,7 @@ class AirushOptunaSweeper(Sweeper):
                 print(message, file=sys.stderr, flush=True)
                 raise raised[0]
             from airush.errors import SweepFailed
-            from airush.sweeps import job_records
+            from airush.tracking.sweeps import job_records
 
             if any(r["status"] == "FAILED" for r in job_records(sweep_dir)):
                 print(message, file=sys.stderr, flush=True)
@@ -145,7 +145,7 @@ class AirushOptunaSweeper(Sweeper):
     def _open_study(self, space: Space):
         import optuna
 
-        from airush.tracking import redact_uri, sqlite_path
+        from airush.tracking.store import redact_uri, sqlite_path
 
         assert self.config is not None
         url = self.storage_url
@@ -181,8 +181,8 @@ class AirushOptunaSweeper(Sweeper):
         ever holds values the current code and defaults would give again."""
         import hashlib
 
-        from airush.choices import conf_dir
-        from airush.tracking import code_fingerprint
+        from airush.config.choices import conf_dir
+        from airush.tracking.run_record import code_fingerprint
 
         assert self.config is not None
         task = OmegaConf.select(self.config, "task.name", default="airush")
@@ -257,7 +257,7 @@ class AirushOptunaSweeper(Sweeper):
     def _results(self, study, space: Space, numbers: list[int]) -> dict[str, Any]:
         from optuna.trial import TrialState
 
-        from airush.tracking import redact_uri
+        from airush.tracking.store import redact_uri
 
         assert self.config is not None
         best = study.best_trial

@@ -29,3 +29,14 @@ class EventLog:
     @property
     def n_events(self) -> int:
         return len(self.events)
+
+
+class EventSource:
+    """What `data=` builds for the abuse task: `load(seed, stages)` returns the sessions' `EventLog` in the
+    schema above (`stages`: `airush.console.Stages` for progress, may be None). A user's own source
+    subclasses this, or declares `task = "abuse"`."""
+
+    task = "abuse"
+
+    def load(self, seed: int = 0, stages=None) -> EventLog:
+        raise NotImplementedError

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from airush.abuse.data import BUTTONS, EVENT_KINDS, EventLog
+from airush.abuse.data import BUTTONS, EVENT_KINDS, EventLog, EventSource
+from airush.data.tables import integer_column, read_table, resolve_path
 from airush.errors import DataError
-from airush.tables import integer_column, read_table, resolve_path
 
 HEADER = ["record timestamp", "client timestamp", "button", "state", "x", "y"]
 SENTINEL_PX = 16384  # larger coordinates are remote-desktop artefacts
@@ -41,7 +41,7 @@ BUTTON = {
 
 
 @dataclass
-class BalabitMouse:
+class BalabitMouse(EventSource):
     root: str
     cache_dir: str | None = None
     users: list[int] | None = None  # a subset of accounts (e.g. for a quick CI run)

@@ -30,9 +30,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from airush.abuse.data import BUTTONS, EVENT_KINDS, HUMAN, KEY_EVENTS, EventLog
+from airush.abuse.data import BUTTONS, EVENT_KINDS, HUMAN, KEY_EVENTS, EventLog, EventSource
+from airush.data.tables import (
+    PARQUET,
+    as_float,
+    blank_cells,
+    fail_where,
+    integer_column,
+    read_table,
+    resolve_path,
+)
 from airush.errors import DataError
-from airush.tables import PARQUET, as_float, blank_cells, fail_where, integer_column, read_table, resolve_path
 
 EVENT_COLUMNS = ("session_id", "t_ms", "event", "key", "x", "y", "button")
 SESSION_COLUMNS = ("session_id", "user_id", "label")
@@ -46,7 +54,7 @@ KIND_PATTERN = r"[\w.\-]+"  # kinds become MLflow metric names (recall_<kind>)
 
 
 @dataclass
-class EventFiles:
+class EventFiles(EventSource):
     events: str
     sessions: str
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from airush.abuse.data import BUTTONS, EVENT_KINDS, HUMAN, EventLog
+from airush.abuse.data import BUTTONS, EVENT_KINDS, HUMAN, EventLog, EventSource
 
 SCREEN = (1920.0, 1080.0)  # px
 SAMPLE_MS = 16.0  # browser mousemove cadence
@@ -48,7 +48,7 @@ KEY_CODES = np.array([32] * 18 + list(range(65, 91)) + [8, 13, 190, 188], dtype=
 
 
 @dataclass
-class SyntheticSessions:
+class SyntheticSessions(EventSource):
     n_users: int = 300
     sessions_per_user: int = 6
     bot_share: float = 0.05

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+
+from airush.abuse.models import Detector
 
 
-class LightGBMDetector:
+class LightGBMDetector(Detector):
     supports_gpu = False  # the PyPI wheel is CPU-only
 
     def __init__(
@@ -40,6 +41,9 @@ class LightGBMDetector:
         self.num_threads = num_threads
         self.seed = seed
 
+    def training_steps(self) -> int:
+        return int(self.num_boost_round)
+
     def params(self, y_train: np.ndarray) -> dict:
         positives = max(int(y_train.sum()), 1)
         return {
@@ -60,9 +64,7 @@ class LightGBMDetector:
             "verbosity": -1,
         }
 
-    def fit(
-        self, X_train: pd.DataFrame, y_train, X_valid: pd.DataFrame, y_valid, bar=None
-    ) -> LightGBMDetector:
+    def fit(self, X_train, y_train, X_valid, y_valid, bar=None) -> LightGBMDetector:
         import lightgbm as lgb
 
         train = lgb.Dataset(X_train, label=np.asarray(y_train), free_raw_data=False)
@@ -91,16 +93,18 @@ class LightGBMDetector:
         self.feature_names_ = list(X_train.columns)
         return self
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, X) -> np.ndarray:
         return self.booster_.predict(X[self.feature_names_], num_iteration=self.best_iteration_)
 
-    def feature_importance(self) -> pd.Series:
+    def feature_importance(self):
         """Total gain per feature, largest first."""
+        import pandas as pd
+
         gain = self.booster_.feature_importance(importance_type="gain", iteration=self.best_iteration_)
         return pd.Series(gain, index=self.feature_names_, name="gain").sort_values(ascending=False)
 
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        self.save_params(directory)
         self.booster_.save_model(str(directory / "model.txt"), num_iteration=self.best_iteration_)
         meta = {"feature_names": self.feature_names_, "best_iteration": self.best_iteration_}
         (directory / "meta.json").write_text(json.dumps(meta, indent=1))
@@ -110,7 +114,7 @@ class LightGBMDetector:
         import lightgbm as lgb
 
         meta = json.loads((directory / "meta.json").read_text())
-        model = cls()
+        model = cls.from_params(directory)
         model.booster_ = lgb.Booster(model_file=str(directory / "model.txt"))
         model.feature_names_ = meta["feature_names"]
         model.best_iteration_ = model.booster_.current_iteration()

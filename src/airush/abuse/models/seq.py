@@ -10,19 +10,19 @@ where a GRU steps through every event.
 Training takes a random crop of `max_events` events per session each epoch, batches sessions of similar
 length, weights positives by #negatives/#positives, follows a one-cycle learning rate, early-stops on valid
 loss and keeps the best epoch. Scoring is deterministic: evenly spaced `max_events` windows covering the
-whole session, whose logits are averaged. Trains on CPU, one GPU or N DDP ranks (`airush.distributed`);
+whole session, whose logits are averaged. Trains on CPU, one GPU or N DDP ranks (`airush.compute.distributed`);
 saved as a state dict (`model.pt`, loaded with weights_only=True) plus `meta.json`.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from airush.abuse.models import Detector
 from airush.abuse.sequences import (
     CONTINUOUS,
     N_BUTTON_CODES,
@@ -33,8 +33,8 @@ from airush.abuse.sequences import (
     length_batches,
     padded_batch,
 )
-from airush.devices import DevicePlan
-from airush.distributed import RankContext, torch_threads, train_epochs, train_in_ranks
+from airush.compute.devices import DevicePlan
+from airush.compute.distributed import RankContext, torch_threads, train_epochs, train_in_ranks
 
 INPUT_CHANNELS = len(CONTINUOUS) + N_EVENT_CODES + N_BUTTON_CODES
 # what `feature_importance` reports: each continuous channel, and each one-hot group as one input
@@ -55,7 +55,7 @@ POSITIVE_SETTINGS = (
 )
 
 
-class SequenceDetector:
+class SequenceDetector(Detector):
     inputs = "sequences"  # the abuse task hands this model SessionSequences instead of feature tables
     supports_gpu = True
     supports_distributed = True
@@ -96,8 +96,8 @@ class SequenceDetector:
         self.num_threads = num_threads
         self.seed = seed
 
-    def get_params(self) -> dict:
-        return {name: getattr(self, name) for name in inspect.signature(type(self)).parameters}
+    def training_steps(self) -> int:
+        return int(self.max_epochs)
 
     def check_params(self) -> None:
         from airush.errors import ConfigError

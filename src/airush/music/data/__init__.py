@@ -35,6 +35,17 @@ class Plays:
         return len(self.item_ids)
 
 
+class PlaySource:
+    """What `data=` builds for the music task: `load(seed, stages)` returns `Plays` in the schema above
+    (`stages`: `airush.console.Stages` for progress, may be None). A user's own source subclasses this, or
+    declares `task = "music"`."""
+
+    task = "music"
+
+    def load(self, seed: int = 0, stages=None) -> Plays:
+        raise NotImplementedError
+
+
 def filter_plays(plays: Plays, min_user_items: int = 0, min_item_users: int = 0) -> Plays:
     """Drop users with fewer than `min_user_items` distinct items and items with fewer than `min_item_users`
     distinct users, repeated until both hold (a k-core, like RecBole's user/item_inter_num_interval), then

@@ -14,15 +14,15 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from airush.data.tables import blank_cells, integer_column, number_column, read_table, resolve_path
 from airush.errors import DataError
-from airush.music.data import Plays
-from airush.tables import blank_cells, integer_column, number_column, read_table, resolve_path
+from airush.music.data import Plays, PlaySource
 
 CATEGORIES = ("artist", "album", "genre")
 
 
 @dataclass
-class InteractionFiles:
+class InteractionFiles(PlaySource):
     interactions: str
     items: str | None = None
 

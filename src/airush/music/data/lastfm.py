@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from airush.data.tables import integer_column, read_table, resolve_path
 from airush.errors import DataError
-from airush.music.data import Plays
-from airush.tables import integer_column, read_table, resolve_path
+from airush.music.data import Plays, PlaySource
 
 
 @dataclass
-class LastFMHetRec:
+class LastFMHetRec(PlaySource):
     root: str
 
     def load(self, seed: int = 0, stages=None) -> Plays:

@@ -28,17 +28,17 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from airush.data.tables import resolve_path
 from airush.errors import ConfigError, DataError
-from airush.music.data import Plays
+from airush.music.data import Plays, PlaySource
 from airush.music.data.json_records import Batch, json_record_batches
-from airush.tables import resolve_path
 
 KST_OFFSET_S = 9 * 3600
 DATE = r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2}(\.\d{1,9})?)?"  # Melon's updt_date; no UTC offset
 
 
 @dataclass
-class MelonPlaylists:
+class MelonPlaylists(PlaySource):
     root: str
     playlists: list[str] = field(default_factory=lambda: ["train.json"])
     song_meta: str = "song_meta.json"

@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from airush.data.tables import integer_column, number_column, read_table, resolve_path
 from airush.errors import ConfigError, DataError
-from airush.music.data import Plays
-from airush.tables import integer_column, number_column, read_table, resolve_path
+from airush.music.data import Plays, PlaySource
 
 ML100K_GENRES = (
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
@@ -75,7 +75,7 @@ class Movies:
 
 
 @dataclass
-class MovieLens:
+class MovieLens(PlaySource):
     root: str
     min_rating: float | None = 4.0
     weight: str = "rating"

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from airush.errors import ConfigError
-from airush.music.data import Plays
+from airush.music.data import Plays, PlaySource
 
 BLOCK_USERS = 512
 YEAR_S = 365 * 24 * 3600
@@ -31,7 +31,7 @@ WINDOW_S = 0.3 * YEAR_S  # each user's activity window
 
 
 @dataclass
-class SyntheticPlays:
+class SyntheticPlays(PlaySource):
     n_users: int = 2000
     n_items: int = 4000
     n_artists: int = 400

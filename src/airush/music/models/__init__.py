@@ -14,7 +14,7 @@ Three extras are opt-in, each by a class flag; a model without the flag is fitte
   possibly no columns at all). Every item is a row, played in training or not, so such a model can score
   cold-start items.
 - `uses_valid = True`: `fit(..., valid=csr)`, the binary valid split (users x items), for early stopping.
-- `supports_gpu = True`: `fit(..., devices=DevicePlan)` (`airush.devices`), where `gpus` / `trainer.*` say
+- `supports_gpu = True`: `fit(..., devices=DevicePlan)` (`airush.compute.devices`), where `gpus` / `trainer.*` say
   to train: CPU, one GPU, or N DDP ranks. Models without it refuse `gpus > 0` before any work.
 """
 
@@ -22,15 +22,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
 
-from airush.music.ranking import top_k_blocks
+from airush.model import Model
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 
-class Recommender:
+class Recommender(Model):
+    task = "music"
     supports_gpu = False  # True: fit also takes devices (see the module docstring)
     uses_metadata = False  # True: fit also takes item_features
     uses_valid = False  # True: fit also takes valid
@@ -44,6 +47,8 @@ class Recommender:
     def recommend(self, users: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> np.ndarray:
         """Top-k item ids for each user, never an item in that user's `exclude` row (-1 pads short rows);
         scored in blocks, so any number of users fits in memory."""
+        from airush.music.ranking import top_k_blocks
+
         users = np.asarray(users)
         if len(users) == 0:
             return np.empty((0, k), dtype=np.int64)
@@ -64,6 +69,7 @@ class FactorRecommender(Recommender):
     def _fit_implicit(self, build: Callable[[], Any], train: sp.csr_matrix, callback: Callable) -> None:
         """Build and fit an implicit model with BLAS held to one thread: implicit parallelises over users
         itself (and warns when nested BLAS threads would compete), `callback` gets each epoch's report."""
+        import scipy.sparse as sp
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=1, user_api="blas"):  # implicit checks this when constructed
@@ -75,13 +81,16 @@ class FactorRecommender(Recommender):
     def score(self, users: np.ndarray) -> np.ndarray:
         return self.user_factors_[users] @ self.item_factors_.T
 
+    def training_steps(self) -> int:
+        return int(getattr(self, "iterations", 1))
+
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        self.save_params(directory)
         np.savez(directory / "factors.npz", user_factors=self.user_factors_, item_factors=self.item_factors_)
 
     @classmethod
     def load(cls, directory: Path) -> FactorRecommender:
-        model = cls()
+        model = cls.from_params(directory)
         with np.load(directory / "factors.npz", allow_pickle=False) as data:
             model.user_factors_, model.item_factors_ = data["user_factors"], data["item_factors"]
         return model
@@ -99,6 +108,8 @@ def csr_arrays(prefix: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
 
 def csr_from(data, prefix: str) -> sp.csr_matrix:
     """The CSR matrix `csr_arrays` stored under `prefix`."""
+    import scipy.sparse as sp
+
     return sp.csr_matrix(
         (data[f"{prefix}_data"], data[f"{prefix}_indices"], data[f"{prefix}_indptr"]),
         shape=tuple(int(n) for n in data[f"{prefix}_shape"]),

@@ -25,12 +25,12 @@ class PopularityRecommender(Recommender):
         return np.broadcast_to(self.popularity_, (len(users), len(self.popularity_))).copy()
 
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        self.save_params(directory)
         np.savez(directory / "popularity.npz", popularity=self.popularity_)
 
     @classmethod
     def load(cls, directory: Path) -> PopularityRecommender:
-        model = cls()
+        model = cls.from_params(directory)
         with np.load(directory / "popularity.npz", allow_pickle=False) as data:
             model.popularity_ = data["popularity"]
         return model

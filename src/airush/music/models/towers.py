@@ -200,11 +200,11 @@ def load_arrays(source) -> dict:
 
 
 def train_rank(ctx, payload: dict) -> dict:
-    """One rank's training through `airush.distributed.train_epochs` (module level: spawned ranks import it)."""
+    """One rank's training through `airush.compute.distributed.train_epochs` (module level: spawned ranks import it)."""
     import torch
     from torch.nn import functional as F
 
-    from airush.distributed import train_epochs
+    from airush.compute.distributed import train_epochs
     from airush.music.metrics import full_ranking_metrics
 
     settings: Settings = payload["settings"]

@@ -21,7 +21,7 @@ epoch rank 0 computes valid NDCG@10 by full ranking with train masked (the task'
 training stops after `patience` epochs without a better one, and the best epoch's weights are kept. The
 user and item vectors are then computed once; `score` is a matrix product of the stored vectors.
 
-Runs on CPU, one GPU or N DDP ranks (`airush.distributed`: `gpus=N`, `trainer.devices=N`); batch_size is
+Runs on CPU, one GPU or N DDP ranks (`airush.compute.distributed`: `gpus=N`, `trainer.devices=N`); batch_size is
 per rank, and negatives come from the rank's own batch, so the effective batch grows with ranks and results
 differ between rank counts (identical for identical commands at any one count on CPU). Saved as a state
 dict (`twotower.pt`, loaded with weights_only=True), the vectors (`vectors.npz`) and `meta.json`.
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from airush.devices import DevicePlan
+from airush.compute.devices import DevicePlan
 from airush.errors import ConfigError
 from airush.music.models import Recommender
 from airush.music.models.towers import Settings, encode_all, tower_arrays, train_rank, two_towers
@@ -93,6 +93,9 @@ class TwoTowerRecommender(Recommender):
             )
         return Settings(**{name: getattr(self, name) for name in Settings.__dataclass_fields__})
 
+    def training_steps(self) -> int:
+        return int(self.max_epochs)
+
     def fit(
         self,
         train: sp.csr_matrix,
@@ -105,7 +108,7 @@ class TwoTowerRecommender(Recommender):
         stopping, none = train `max_epochs` and keep the last; `bar` advances once per epoch."""
         import torch
 
-        from airush.distributed import torch_threads, train_in_ranks
+        from airush.compute.distributed import torch_threads, train_in_ranks
 
         settings = self.settings()
         train = sp.csr_matrix(train, dtype=np.float32)

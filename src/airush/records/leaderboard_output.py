@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from airush.store import model_of, task_of
+from airush.records.runs import model_of, task_of
 
 # A decimal with 5+ digits after the point after `key=` (Optuna's 0.012345678901234567), up to a space.
 _LONG_DECIMAL = re.compile(r"(?<==)-?\d*\.\d{5,}(?:e[-+]?\d+)?(?=\s|$)")

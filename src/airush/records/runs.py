@@ -27,25 +27,25 @@ def open_store(uri: str):
     """A client on an existing store. Reading never creates one: a mistyped path must not show an empty board."""
     from urllib.parse import urlsplit
 
-    from airush import tracking
+    from airush.tracking import store
 
     scheme = urlsplit(uri).scheme
     if scheme == "sqlite":
-        path = tracking.sqlite_path(uri)
+        path = store.sqlite_path(uri)
         if path is None or not path.is_file():
             raise UserError(
                 f"no MLflow store at {path or uri}; run `airush` here first, or pass --tracking-uri "
                 "(or set MLFLOW_TRACKING_URI)"
             )
     elif scheme in ("http", "https"):
-        tracking.check_server_reachable(uri)
+        store.check_server_reachable(uri)
     else:
-        tracking.check_tracking_uri(uri)  # refuses the ./mlruns file store in one line
-    return tracking.client_for(uri)
+        store.check_tracking_uri(uri)  # refuses the ./mlruns file store in one line
+    return store.client_for(uri)
 
 
 def store_error(uri: str, err: Exception) -> UserError:
-    from airush.tracking import error_line, redact_uri
+    from airush.tracking.store import error_line, redact_uri
 
     return UserError(f"cannot read MLflow store {redact_uri(uri)}: {error_line(err)}")
 
@@ -115,7 +115,7 @@ def data_name(run) -> str:
 
 @functools.cache
 def _data_options_by_target() -> dict[str, list[str]]:
-    from airush.choices import group_options, option_config
+    from airush.config.choices import group_options, option_config
 
     out: dict[str, list[str]] = {}
     for option in group_options("data"):

@@ -10,9 +10,9 @@ metric, its test value and its valid value, the run and the git commit it was tr
 from __future__ import annotations
 
 from airush.errors import UserError
-from airush.store import OneLineParser, default_tracking_uri, find_run, is_sweep_parent, open_store
-from airush.sweeps import sweep_summary
-from airush.tracking import redact_uri, search_all
+from airush.records.runs import OneLineParser, default_tracking_uri, find_run, is_sweep_parent, open_store
+from airush.tracking.store import redact_uri, search_all
+from airush.tracking.sweeps import sweep_summary
 
 
 def main(argv: list[str]) -> int:
@@ -116,7 +116,7 @@ def _get_run(client, run_id: str, uri: str):
 def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
-    from airush.tracking import use_credentials
+    from airush.tracking.store import use_credentials
 
     bare = use_credentials(uri)  # credentials to MLflow's variables: no message can show them
     return MlflowClient(tracking_uri=bare, registry_uri=bare)

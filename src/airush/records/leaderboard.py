@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airush.errors import UserError
-from airush.leaderboard_output import date_text, dead_row, print_footer, print_tables, write_csv
-from airush.store import (
+from airush.records.leaderboard_output import date_text, dead_row, print_footer, print_tables, write_csv
+from airush.records.runs import (
     OneLineParser,
     data_name,
     default_tracking_uri,
@@ -35,14 +35,15 @@ from airush.store import (
     store_error,
     task_of,
 )
-from airush.tracking import search_all
+from airush.tracking.store import search_all
 
 # Fallbacks for runs recorded before the `airush.primary_metric` tag; the tag wins.
 PRIMARY = {"abuse": "roc_auc", "music": "ndcg_at_10"}
 HEADLINE = {"abuse": ("pr_auc", "eer"), "music": ("recall_at_10",)}
-# Params that say where a run went or what its data turned out to be, not what it computes.
-NOT_CONFIG_PREFIXES = ("paths.", "mlflow.", "hydra.", "dataset.")
-NOT_CONFIG_KEYS = {"seed", "resume", "run_dir"}
+# Params that are not config: what the data turned out to be (dataset.*), and the seed a row averages over
+# (where a run went is left out by airush.config.identity, the one definition of "same config").
+NOT_CONFIG_PREFIXES = ("dataset.",)
+NOT_CONFIG_KEYS = {"seed", "run_dir"}
 # Overrides already shown elsewhere in a row (model and data columns, model params, the seed).
 NOT_KEY_OVERRIDES = {"task", "model", "data", "seed", "lr", "resume"}
 # A data setup is the data's params and the task's; not these, which say where the data lives or change only
@@ -89,8 +90,8 @@ def data_setup(run) -> tuple[str, tuple[tuple[str, str], ...]]:
 def setup_labels(task: str, setups: list[tuple[str, tuple]]) -> dict[tuple, str]:
     """Per data setup, the params that set it apart: those off the yaml defaults (conf/data/<data>.yaml,
     conf/task/<task>.yaml), and any on which setups of the same data disagree ("" for the defaults alone)."""
-    from airush.choices import group_options, option_config
-    from airush.tracking import flatten
+    from airush.config.choices import group_options, option_config
+    from airush.tracking.run_record import flatten
 
     task_yaml = option_config("task", task).get("task", {}) if task in group_options("task") else {}
     labels = {}
@@ -110,8 +111,12 @@ def setup_labels(task: str, setups: list[tuple[str, tuple]]) -> dict[tuple, str]
 
 def config_key(params: dict[str, str]) -> str:
     """A hash of what a run computes, seed aside: runs with equal keys differ only in their seed."""
+    from airush.config.identity import computes
+
     kept = {
-        k: v for k, v in params.items() if k not in NOT_CONFIG_KEYS and not k.startswith(NOT_CONFIG_PREFIXES)
+        k: v
+        for k, v in params.items()
+        if computes(k) and k not in NOT_CONFIG_KEYS and not k.startswith(NOT_CONFIG_PREFIXES)
     }
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -119,7 +124,7 @@ def config_key(params: dict[str, str]) -> str:
 def key_params(run) -> str:
     """What sets this config apart: the model's params that differ from its yaml defaults, then the other
     command-line overrides (features, task settings) but those of the data setup, which heads the table."""
-    from airush.choices import group_options, option_config
+    from airush.config.choices import group_options, option_config
 
     model = run.data.tags.get("airush.model", "")
     defaults = option_config("model", model) if model in group_options("model") else {}
@@ -278,7 +283,7 @@ def board_rows(
 
 def running_runs(runs: Iterable) -> tuple[list, list]:
     """(alive, dead) among RUNNING runs: dead ones have lost their process (SIGKILL, reboot)."""
-    from airush.tracking import run_is_dead
+    from airush.tracking.run_record import run_is_dead
 
     alive, dead = [], []
     for run in runs:
@@ -337,7 +342,7 @@ def main(argv: list[str]) -> int:
     filters = run_filters(selected if args.experiment else None, args.task, args.data, args.tag)
     runs = [r for r in airush_runs if all(keep(r) for _, keep in filters)]
     if not airush_runs:
-        from airush.tracking import redact_uri
+        from airush.tracking.store import redact_uri
 
         message = f"no airush runs in {redact_uri(uri)} yet"
     else:

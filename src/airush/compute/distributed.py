@@ -29,7 +29,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from airush.devices import DevicePlan
+from airush.compute.devices import DevicePlan
 
 CHECKPOINT = "best.pt"  # train_epochs' best-epoch state dict, in the work dir
 RENDEZVOUS_TIMEOUT = timedelta(minutes=10)  # a collective waiting longer than this on a peer gives up

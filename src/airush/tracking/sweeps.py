@@ -22,7 +22,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from airush import tracking
+from airush.tracking import run_record, store
 
 PARENTS_FILE = "mlflow_parents.json"
 JOBS_DIR = "jobs"
@@ -49,18 +49,18 @@ def read_sweep_info(sweep_dir: Path) -> dict[str, Any]:
 
 def sweep_parent_run(client, experiment_id: str, sweep_dir: Path) -> str:
     """The sweep's parent run in this experiment, created by whichever job gets here first."""
-    with tracking._locked(sweep_dir / ".mlflow.lock"):
+    with store._locked(sweep_dir / ".mlflow.lock"):
         parents = read_parents(sweep_dir)
         if experiment_id not in parents:
             info = read_sweep_info(sweep_dir)
-            commit, dirty = tracking.git_state(Path(__file__).parent)
+            commit, dirty = run_record.git_state(Path(__file__).parent)
             run = client.create_run(
                 experiment_id,
                 run_name=f"sweep {sweep_dir.name}",
                 tags={
                     "airush.sweep": "parent",
                     "airush.sweep_dir": str(sweep_dir),
-                    "hydra.overrides": tracking.redact_text(" ".join(info.get("overrides", []))),
+                    "hydra.overrides": store.redact_text(" ".join(info.get("overrides", []))),
                     "git.commit": commit,
                     "git.dirty": dirty,
                     "mlflow.source.git.commit": commit,
@@ -107,10 +107,10 @@ def job_failed(err: BaseException, cfg=None) -> None:
         log.error("job failed: %s", err)
     else:
         log.error("job failed:\n%s", text)
-    line = tracking.error_line(err)
+    line = store.error_line(err)
     overrides = list(hydra_cfg.overrides.task)
     error = f"{type(err).__name__}: {line}"[:500]
-    run_id = tracking.last_run_id
+    run_id = run_record.last_run_id
     if run_id is None and cfg is not None:
         run_id = failed_start_run(cfg, job_dir.parent, overrides, error, text)
     record_job(
@@ -122,7 +122,7 @@ def job_failed(err: BaseException, cfg=None) -> None:
         run_id=run_id,
         traceback=str(job_dir / "traceback.txt"),
     )
-    shown = tracking.redact_text(" ".join(overrides))
+    shown = store.redact_text(" ".join(overrides))
     print(f"airush: job #{hydra_cfg.job.num} ({shown}) failed: {line}", file=sys.stderr)
     return None
 
@@ -131,13 +131,13 @@ def failed_start_run(cfg, sweep_dir: Path, overrides: list[str], error: str, tex
     """A FAILED child run (overrides, error, traceback) for a job that failed before its run began, so the
     MLflow record has every job; None when even that is impossible (its config does not resolve)."""
     try:
-        client, experiment_id = tracking.open_experiment(
+        client, experiment_id = store.open_experiment(
             str(cfg.mlflow.tracking_uri), str(cfg.mlflow.experiment), cfg.mlflow.artifact_location
         )
         tags = {
             "mlflow.parentRunId": sweep_parent_run(client, experiment_id, sweep_dir),
             "airush.task": str(cfg.task.name),
-            "hydra.overrides": tracking.redact_text(" ".join(overrides)),
+            "hydra.overrides": store.redact_text(" ".join(overrides)),
             "airush.error": error,
         }
         name = tags["hydra.overrides"][:250] or "job"
@@ -146,7 +146,7 @@ def failed_start_run(cfg, sweep_dir: Path, overrides: list[str], error: str, tex
         client.set_terminated(run.info.run_id, "FAILED")
         return run.info.run_id
     except Exception as err:  # the job's config itself is broken: the sweep dir keeps the record
-        log.warning("job failed before its run began; no MLflow run for it: %s", tracking.error_line(err))
+        log.warning("job failed before its run began; no MLflow run for it: %s", store.error_line(err))
         return None
 
 
@@ -158,12 +158,12 @@ def close_sweep(tracking_uri: str, sweep_dir: Path, interrupted: bool = False) -
     parents = read_parents(sweep_dir)
     if not parents:
         return failed
-    client = tracking.client_for(tracking_uri)
+    client = store.client_for(tracking_uri)
     for experiment_id, parent_id in parents.items():
         of_parent = f"tags.mlflow.parentRunId = '{parent_id}'"
-        children = tracking.search_all(client, [experiment_id], of_parent)
+        children = store.search_all(client, [experiment_id], of_parent)
         if interrupted and end_local_children(client, children):
-            children = tracking.search_all(client, [experiment_id], of_parent)
+            children = store.search_all(client, [experiment_id], of_parent)
         ids = {run.info.run_id for run in children}  # a job of this sweep may have reused a sibling's run
         reused = [
             client.get_run(r["run_id"]) for r in records if r["status"] == "REUSED" and r["run_id"] not in ids
@@ -265,7 +265,7 @@ def end_active_sweep(interrupted: bool) -> None:
             close_sweep(*active_sweep, interrupted=interrupted)
         except Exception as err:  # the store itself may be what hung; the interrupt or error still wins
             print(
-                f"airush: could not close the sweep's parent runs: {tracking.error_line(err)}",
+                f"airush: could not close the sweep's parent runs: {store.error_line(err)}",
                 file=sys.stderr,
             )
 
@@ -326,14 +326,14 @@ def set_aside_earlier_sweep(sweep_dir: Path) -> list[str]:
 def close_dead_parents(tracking_uri: str, parent_ids: list[str]) -> None:
     """The earlier sweep's parents left RUNNING by a launcher that died end KILLED. Best effort, one by one:
     Hydra would only warn if a callback raised, and this sweep must start either way."""
-    client = tracking.client_for(tracking_uri) if parent_ids else None
+    client = store.client_for(tracking_uri) if parent_ids else None
     for parent_id in parent_ids:
         try:
             parent = client.get_run(parent_id)
-            if parent.info.lifecycle_stage == "active" and tracking.run_is_dead(parent):
-                tracking.mark_dead(client, parent_id)
+            if parent.info.lifecycle_stage == "active" and run_record.run_is_dead(parent):
+                store.mark_dead(client, parent_id)
         except Exception as err:  # another store, deleted: nothing to close
-            log.warning("earlier sweep parent %s left as it is: %s", parent_id, tracking.error_line(err))
+            log.warning("earlier sweep parent %s left as it is: %s", parent_id, store.error_line(err))
 
 
 def _ensure_hydra_config(config) -> None:

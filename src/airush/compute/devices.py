@@ -66,9 +66,12 @@ def check_gpus(gpus: int, model_name: str, supports_gpu: bool) -> None:
         raise ConfigError(f"gpus={gpus} requested but this machine has {available} CUDA device(s)")
 
 
-def device_plan(cfg: Any, model_name: str, model: Any) -> DevicePlan:
+def device_plan(
+    cfg: Any, model_name: str, model: Any, sweep_job: tuple[Path | None, int] = (None, 0)
+) -> DevicePlan:
     """The plan for `model` (class or instance; reads `supports_gpu` / `supports_distributed`) under
-    `cfg.gpus` and `cfg.trainer`; every impossible request is one ConfigError, raised before any work."""
+    `cfg.gpus` and `cfg.trainer`; every impossible request is one ConfigError, raised before any work.
+    `sweep_job`: (sweep dir, job number) of a -m sweep job, whose GPUs are leased per job."""
     gpus = cfg.get("gpus", 0)
     supports_gpu = bool(getattr(model, "supports_gpu", False))
     check_gpus(gpus, model_name, supports_gpu)
@@ -112,18 +115,16 @@ def device_plan(cfg: Any, model_name: str, model: Any) -> DevicePlan:
     backend = ("nccl" if accelerator == "cuda" else "gloo") if devices > 1 else None
     device_ids = ()
     if accelerator == "cuda":
-        device_ids = job_devices(devices, available)
+        device_ids = job_devices(devices, available, *sweep_job)
     return DevicePlan(accelerator, devices, backend, _AMP_DTYPE[precision], device_ids)
 
 
-def fit_devices(cfg: Any, model: Any) -> dict[str, DevicePlan]:
+def fit_devices(plan: DevicePlan, model: Any) -> dict[str, DevicePlan]:
     """`fit`'s devices argument for models that place themselves (torch: `supports_gpu` or
     `supports_distributed`), nothing for the others, which train where they are."""
     if not (getattr(model, "supports_gpu", False) or getattr(model, "supports_distributed", False)):
         return {}
-    from airush.run import choice_name
-
-    return {"devices": device_plan(cfg, choice_name(cfg, "model"), model)}
+    return {"devices": plan}
 
 
 def round_robin_devices(job_number: int, per_job: int, available: int) -> tuple[int, ...]:
@@ -137,24 +138,17 @@ def round_robin_devices(job_number: int, per_job: int, available: int) -> tuple[
     return tuple((start + i) % available for i in range(per_job))
 
 
-def sweep_job() -> tuple[Path | None, int]:
-    """(sweep dir, job number) of this job in a -m sweep; (None, 0) outside one."""
-    from airush.run import job_context
-
-    job = job_context()
-    return job["sweep_dir"], int(job["num"])
-
-
 # The devices this process leased for its current sweep job: (sweep dir, job number) -> (ids, lock files).
 _leases: dict[tuple[str, int], tuple[tuple[int, ...], list[TextIO]]] = {}
 
 
-def job_devices(per_job: int, available: int) -> tuple[int, ...]:
+def job_devices(
+    per_job: int, available: int, sweep_dir: Path | None = None, number: int = 0
+) -> tuple[int, ...]:
     """The CUDA devices of this job. A single run starts at device 0. A sweep job leases free devices on this
     host (a lock file per device in the sweep dir, held until the job ends), trying its round-robin devices
     first: parallel jobs never share a GPU even when they finish out of order, whichever launcher runs them.
     When every device is leased (more parallel jobs than GPUs allow), it shares its round-robin ones."""
-    sweep_dir, number = sweep_job()
     if sweep_dir is None:
         return round_robin_devices(0, per_job, available)
     key = (str(sweep_dir), number)

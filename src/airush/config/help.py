@@ -1,7 +1,8 @@
-"""`airush --help`, written from the config tree on disk: every choice the yaml files offer, by task.
+"""`airush --help`, written from the config tree: every choice airush's and the user's yaml files offer
+(`--config-dir`, `hydra.searchpath`, installed search-path plugins), by the task each one's class declares.
 
 Hydra's own help composes the config once per config group (about 0.8 s here, over the 0.8 s budget); this
-page reads only the yaml files, so it lists exactly what exists and costs no Hydra start-up.
+page reads the yaml files and the classes' source (`airush.config.declared`), importing nothing heavy.
 `airush --cfg job [overrides]` prints the composed config, `airush --hydra-help` Hydra's own flags.
 """
 
@@ -9,14 +10,7 @@ from __future__ import annotations
 
 import textwrap
 
-from airush.choices import (
-    TASK_BOUND_GROUPS,
-    TASKS,
-    default_task,
-    group_options,
-    options_for_task,
-    task_defaults,
-)
+from airush.config.choices import TASK_BOUND_GROUPS, ConfigChoices
 
 # Hydra plugin choices we ship configs for or document (tests check them against Hydra's own list).
 HYDRA_CHOICES = {
@@ -39,16 +33,20 @@ EXAMPLES = (
 )
 
 
-def group_line(group: str) -> str:
+def group_line(choices: ConfigChoices, group: str) -> str:
     """`model: abuse -> lgbm*, seq; music -> als*, ...` (* = the task's default), or a flat list."""
-    options = group_options(group)
+    options = choices.options(group)
     if group not in TASK_BOUND_GROUPS:
         return f"{group}: {', '.join(options)}"
     parts = []
-    for task in TASKS:
-        default = task_defaults(task).get(group)
-        names = [f"{o}*" if o == default else o for o in options_for_task(group, task)]
+    for task_option in choices.options("task"):
+        task = choices.option_task("task", task_option) or task_option
+        default = choices.task_defaults(task_option).get(group)
+        names = [f"{o}*" if o == default else o for o in choices.options_for_task(group, task)]
         parts.append(f"{task} -> {', '.join(names)}")
+    undeclared = [o for o in options if choices.option_task(group, o) is None]
+    if undeclared:  # a class that declares no task: listed so the user sees it exists, and why it cannot run
+        parts.append(f"no task declared -> {', '.join(undeclared)}")
     return f"{group}: {'; '.join(parts)}"
 
 
@@ -56,7 +54,9 @@ def wrapped(line: str) -> str:
     return textwrap.fill(line, width=100, subsequent_indent="    ", break_on_hyphens=False)
 
 
-def help_text() -> str:
+def help_text(choices: ConfigChoices | None = None) -> str:
+    choices = choices or ConfigChoices()
+    default_task = choices.default_task()
     width = max(len(command) for command, _ in EXAMPLES) + 2
     lines = [
         "airush: train and evaluate one task x model x data x features, tracked in MLflow.",
@@ -66,8 +66,11 @@ def help_text() -> str:
         "       airush SUBCOMMAND ...                          recorded runs (below; each has --help)",
         "",
         "== Config groups (group=option; * = the task's default) ==",
-        f"task: {', '.join(f'{t}*' if t == default_task() else t for t in group_options('task'))}",
-        *(wrapped(group_line(group)) for group in (*TASK_BOUND_GROUPS, "experiment", "hparams_search")),
+        f"task: {', '.join(f'{t}*' if t == default_task else t for t in choices.options('task'))}",
+        *(
+            wrapped(group_line(choices, group))
+            for group in (*TASK_BOUND_GROUPS, "experiment", "hparams_search")
+        ),
         *(wrapped(f"{group}: {', '.join(options)}") for group, options in HYDRA_CHOICES.items()),
         "",
         "== Top-level shorthands ==",

@@ -10,8 +10,8 @@ import string
 from typing import Any
 
 from airush.errors import UserError
-from airush.leaderboard import NOT_CONFIG_KEYS, direction
-from airush.store import (
+from airush.records.leaderboard import NOT_CONFIG_KEYS, direction
+from airush.records.runs import (
     OneLineParser,
     default_tracking_uri,
     experiments,
@@ -76,7 +76,7 @@ def metric_rows(runs: list) -> list[tuple[str, list[float | None], set[int]]]:
 def provenance_rows(runs: list) -> list[tuple[str, list[str], bool]]:
     """(what, value per run, differs?) for status, model, seed, code and data identity. A RUNNING run whose
     process is gone is "RUNNING (dead)", as `airush leaderboard` calls it (sweep parents too)."""
-    from airush.tracking import run_is_dead
+    from airush.tracking.run_record import run_is_dead
 
     def status(run) -> str:
         return "RUNNING (dead)" if run_is_dead(run) else run.info.status

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from airush.errors import UserError
-from airush.store import (
+from airush.records.runs import (
     OneLineParser,
     default_tracking_uri,
     find_run,
@@ -27,7 +27,7 @@ from airush.store import (
     open_store,
     store_error,
 )
-from airush.tracking import redact_uri
+from airush.tracking.store import redact_uri
 
 CONFIG_ARTIFACT = "hydra/config_resolved.yaml"
 OVERRIDES_ARTIFACT = "hydra/overrides.yaml"
@@ -62,7 +62,7 @@ def main(argv: list[str]) -> int:
         )
     uri = args.tracking_uri or default_tracking_uri()
     original, config, overrides = recorded_run(uri, args.run_id)
-    from airush.tracking import code_fingerprint
+    from airush.tracking.run_record import code_fingerprint
 
     current = current_code()
     code = same_code(original.data.tags, current, code_fingerprint())
@@ -75,23 +75,35 @@ def main(argv: list[str]) -> int:
 
 
 def run_again(uri: str, config: dict, original, overrides: list[str], tags: dict[str, str]) -> str:
-    """Run `airush` in this process on the reproduce option; the new run's id. Its provenance tags are set
-    even when it fails."""
-    from airush import tracking
-    from airush.cli import hydra_main
+    """Compose the reproduce option with the replayed overrides and run it in this process through the
+    Python API (no argv rewriting, no Hydra job); the new run's id. Its provenance tags are set even when
+    it fails."""
+    from airush.api import compose
+    from airush.job import job_from_hydra_config
+    from airush.runner import run
+    from airush.tracking import run_record
 
     tags = {**tags, "airush.reproduces": original.info.run_id}
     if "data.fingerprint" not in original.data.tags:
         tags["airush.reproduce.same_data"] = "unknown"  # nothing to compare: never claim the data is the same
-    before = tracking.last_run_id
+    before = run_record.last_run_id
+    previous_uri = os.environ.get("MLFLOW_TRACKING_URI")
     try:
         with tempfile.TemporaryDirectory(prefix="airush-reproduce-") as config_dir:
             write_reproduce_option(Path(config_dir), config, original)
             os.environ["MLFLOW_TRACKING_URI"] = uri  # the new run lands beside the one it reproduces
-            sys.argv = ["airush", "--config-dir", config_dir, *overrides]
-            hydra_main()  # a single run: Hydra runs the job in this process, so last_run_id is the new run
+            cfg = compose(overrides, config_dir=config_dir)
+            job = job_from_hydra_config(cfg.hydra)
+            job = type(job)(
+                tuple(overrides), job.choices, None, 0
+            )  # recorded as typed, not with the search path
+            run(cfg, job)
     finally:
-        started = tracking.last_run_id if tracking.last_run_id != before else None
+        if previous_uri is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_uri
+        started = run_record.last_run_id if run_record.last_run_id != before else None
         if started is not None:
             set_tags(uri, started, tags)
     if started is None:
@@ -147,7 +159,7 @@ def replayed_overrides(overrides: list[str]) -> list[str]:
     added with `++`: the reproduce option already holds every recorded value, so a plain `+` would clash."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from airush.choices import conf_dir
+    from airush.config.choices import conf_dir
 
     replayed = []
     for override in OverridesParser.create().parse_overrides(overrides):
@@ -162,7 +174,7 @@ def replayed_overrides(overrides: list[str]) -> list[str]:
 
 def current_code() -> tuple[str, str]:
     import airush
-    from airush.tracking import git_state
+    from airush.tracking.run_record import git_state
 
     return git_state(Path(airush.__file__).parent)
 
@@ -184,7 +196,7 @@ def same_code(recorded_tags: dict[str, str], current: tuple[str, str], fingerpri
 
 
 def warn_code_differs(run, code: str, current: tuple[str, str]) -> None:
-    from airush.tracking import code_fingerprint
+    from airush.tracking.run_record import code_fingerprint
 
     commit, dirty = current
     tags = run.data.tags
@@ -217,14 +229,14 @@ def write_reproduce_option(config_dir: Path, config: dict, run) -> None:
 def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
     from mlflow.entities import RunTag
 
-    from airush.tracking import client_for
+    from airush.tracking.store import client_for
 
     client_for(uri).log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
 
 def report_metrics(uri: str, original, run_id: str) -> None:
     """One line on whether the new run's metrics equal the original's, bit for bit; tagged on the new run."""
-    from airush.tracking import client_for
+    from airush.tracking.store import client_for
 
     expected = dict(original.data.metrics)
     if not expected:

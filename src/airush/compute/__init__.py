@@ -1,0 +1,1 @@
+"""Where and how work runs: `gpus` -> devices, DDP ranks, and grouped numeric kernels."""

@@ -1,0 +1,1 @@
+"""The config side: what may be chosen, the typed checks, what makes two configs the same, `--help`."""

@@ -1,0 +1,1 @@
+"""What both tasks' data sources share: reading a user's CSV/Parquet files, and data fingerprints."""

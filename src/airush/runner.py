@@ -1,0 +1,348 @@
+"""`run(cfg, job) -> metrics`: one tracked run of a task; the whole of what `airush` does for one job.
+
+No Hydra globals inside: how the job was launched (overrides, sweep dir, the options chosen) is a
+`JobContext` the caller passes, so the CLI, a notebook (`airush.compose` + `airush.run`) and
+`airush reproduce` all run the same code.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+import airush
+from airush import console
+from airush.config.identity import config_hash
+from airush.errors import ConfigError
+from airush.job import JobContext, job_from_hydra_config
+from airush.tracking import run_record, store
+from airush.tracking.mlflow_model import save_mlflow_model
+
+
+def run(cfg: DictConfig, job: JobContext | None = None) -> dict[str, float]:
+    """Prepare data, split, fit, evaluate and record it all in MLflow; returns the test metrics.
+
+    `cfg` as `airush.compose` returns it (its `hydra` node, if any, tells the job's facts when `job` is None)
+    or as a Hydra job receives it."""
+    from airush.compute.devices import device_plan
+
+    run_record.last_run_id = None  # a sweep worker runs many jobs: a job failing early must not name the last
+    cfg, job = split_job(cfg, job)
+    built = build(cfg, job)
+    cfg, task, model_cls = built.cfg, built.task, built.model_cls
+    run_dir = Path(cfg.paths.run_dir)
+    model_name = job.choice("model", cfg)
+    # impossible gpus / trainer requests: one line, before any work; the one plan every step uses
+    devices = device_plan(cfg, model_name, model_cls, (job.sweep_dir, job.num))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    uri = str(cfg.mlflow.tracking_uri)
+    console.print_config_summary(config_summary(cfg, job, run_dir, uri))
+    config_id, code = config_hash(OmegaConf.to_container(cfg, resolve=True)), run_record.code_fingerprint()
+    client, experiment_id = store.open_experiment(
+        uri, str(cfg.mlflow.experiment), cfg.mlflow.artifact_location
+    )
+    prepared = None  # data a resume check loaded already
+    if job.sweep_dir is not None and cfg.get("resume", True):
+        reused, prepared = reuse_finished_run(cfg, task, job, client, experiment_id, config_id, code)
+        if reused is not None:
+            return reused
+
+    parent_id = None
+    if job.sweep_dir is not None:
+        from airush.tracking.sweeps import sweep_parent_run
+
+        parent_id = sweep_parent_run(client, experiment_id, job.sweep_dir)
+    with run_record.tracked_run(
+        client,
+        experiment_id,
+        uri,
+        run_name(cfg, job),
+        run_tags(cfg, job, config_id, code),
+        parent_id,
+        run_dir,
+    ) as tracked:
+        tracked.log_params(run_params(cfg))
+        log_config(tracked, cfg, run_dir, job)  # first: a run that fails later can still be reproduced
+        with console.Stages() as stages:
+            if prepared is None:
+                prepared = task.prepare(cfg, stages)
+            tracked.set_tags({"data.fingerprint": prepared.fingerprint})
+            check_reproduced_data(cfg, prepared.fingerprint, tracked)
+            tracked.log_params({f"dataset.{k}": str(v) for k, v in prepared.stats.items()})
+            splits = task.split(prepared, cfg)
+            model = task.model_for(cfg, model_cls(**model_kwargs(cfg)))
+            task.fit(model, splits, cfg, stages, devices)
+            metrics = task.evaluate(model, splits, cfg, stages, run_dir / "evaluation")
+        model.save(run_dir / "model")
+        # what `mlflow.pyfunc.load_model(f"runs:/{id}/model")` serves, with our own files inside
+        mlflow_model = save_mlflow_model(
+            task, cfg, model, splits, run_dir / "model", run_dir / "mlflow_model"
+        )
+        tracked.log_curves(getattr(model, "history_", {}))
+        tracked.log_metrics(metrics)
+        tracked.log_artifacts(mlflow_model, "model")
+        tracked.log_artifacts(run_dir / "evaluation", "evaluation")
+
+    console.print_results(
+        f"{cfg.task.name} · {model_name} · test",
+        metrics,
+        [
+            ("MLflow run", f"{tracked.run_id} (experiment '{cfg.mlflow.experiment}')"),
+            ("run dir", str(run_dir)),
+            ("MLflow UI", store.ui_command(uri)),
+        ],
+    )
+    return metrics
+
+
+def split_job(cfg: DictConfig, job: JobContext | None) -> tuple[DictConfig, JobContext]:
+    """The config without Hydra's own node, and the job's facts (from that node when not given)."""
+    if "hydra" not in cfg:
+        return cfg, job or JobContext()
+    if job is None:
+        job = job_from_hydra_config(cfg.hydra)
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, job
+
+
+class Built:
+    """What a config names, checked and built before any work: the task object and the model's class."""
+
+    def __init__(self, cfg: DictConfig, task, model_cls: type) -> None:
+        self.cfg, self.task, self.model_cls = cfg, task, model_cls
+
+
+def build(cfg: DictConfig, job: JobContext | None = None) -> Built:
+    """Check the config (nothing mandatory unset, typed values in range, model/data/features fitting the
+    task) and apply the `lr` shorthand; build the task with `hydra.utils.instantiate`. One ConfigError on
+    the first problem, before any run directory or MLflow run exists."""
+    from airush.config.schema import check_config
+
+    job = job or JobContext()
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} must be set, e.g. `airush ... {missing[0]}=...`")
+    check_config(cfg)
+    task = instantiate_task(cfg)
+    classes = {group: target_class(cfg, group, job) for group in ("model", "data", "features")}
+    for group, cls in classes.items():
+        check_fits(task, group, cls, job.choice(group, cfg))
+    cfg = apply_lr(cfg, job)
+    return Built(cfg, task, classes["model"])
+
+
+def check_fits(task, group: str, cls: type, option: str) -> None:
+    """The class's own `task` declaration against the configured task; the valid list names airush's options
+    and installed plugins' (the CLI's check before Hydra also names a --config-dir's)."""
+    try:
+        task.check_fits(group, cls, option)
+    except ConfigError as err:
+        from airush.config.choices import packaged_choices
+
+        valid = ", ".join(packaged_choices().options_for_task(group, task.name))
+        raise ConfigError(f"{err}; {task.name} {group} choices: {valid}") from None
+
+
+def instantiate_task(cfg: DictConfig):
+    """The task object its config's `_target_` names, built with the task's settings."""
+    from hydra.utils import instantiate
+
+    from airush.task import Task
+
+    if "_target_" not in cfg.task:
+        raise ConfigError("task._target_ must name the task's class (e.g. airush.abuse.task.AbuseTask)")
+    try:
+        task = instantiate(cfg.task, _convert_="all")
+    except Exception as err:
+        raise ConfigError(f"task: {instantiate_error(err)}") from None
+    if not isinstance(task, Task):
+        raise ConfigError(f"task._target_ {cfg.task._target_} is not an airush.task.Task")
+    return task
+
+
+def target_class(cfg: DictConfig, group: str, job: JobContext) -> type:
+    """The class a group's `_target_` names; one line when it names nothing importable."""
+    from hydra.utils import get_class
+
+    target = cfg[group].get("_target_") if isinstance(cfg.get(group), DictConfig) else None
+    if not target:
+        raise ConfigError(f"{group} '{job.choice(group, cfg)}' has no _target_ naming its class")
+    try:
+        return get_class(str(target))
+    except Exception as err:
+        raise ConfigError(f"{group}._target_ {target}: {instantiate_error(err)}") from None
+
+
+def instantiate_error(err: BaseException) -> str:
+    """Hydra's instantiate/get_class message without its full_key lines and nested tracebacks."""
+    cause = err.__cause__ or err
+    text = " ".join(
+        line.strip() for line in str(cause).splitlines() if line.strip() and "full_key" not in line
+    )
+    return text or type(cause).__name__
+
+
+def apply_lr(cfg: DictConfig, job: JobContext) -> DictConfig:
+    """`lr` set: it overrides the active model's `learning_rate`; a model without one refuses it."""
+    if cfg.get("lr") is None:
+        return cfg
+    if "learning_rate" not in cfg.model:
+        from airush.config.choices import packaged_choices
+
+        choices = packaged_choices()
+        with_lr = [
+            m
+            for m in choices.options_for_task("model", cfg.task.name)
+            if "learning_rate" in choices.option_config("model", m)
+        ]
+        raise ConfigError(
+            f"lr={cfg.lr} but model '{job.choice('model', cfg)}' has no learning rate; "
+            f"{cfg.task.name} models with one: {', '.join(with_lr) or 'none'}"
+        )
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.model.learning_rate = float(cfg.lr)
+    return cfg
+
+
+def run_tags(cfg: DictConfig, job: JobContext, config_id: str, code: str) -> dict[str, str]:
+    commit, dirty = run_record.git_state(Path(airush.__file__).parent)
+    return {
+        "airush.task": cfg.task.name,
+        "airush.model": job.choice("model", cfg),
+        "airush.data": job.choice("data", cfg),
+        "airush.primary_metric": cfg.task.primary_metric,
+        "airush.version": airush.__version__,
+        "seed": str(cfg.seed),
+        "git.commit": commit,
+        "git.dirty": dirty,
+        "mlflow.source.git.commit": commit,
+        "mlflow.source.name": "airush",
+        "hydra.overrides": store.redact_text(" ".join(job.overrides)),
+        "airush.config_hash": config_id,
+        "airush.code": code,
+        # who runs it: a RUNNING run whose process is gone (SIGKILL, power loss) is recognised as dead
+        "airush.host": socket.gethostname(),
+        "airush.pid": str(os.getpid()),
+    }
+
+
+def run_name(cfg: DictConfig, job: JobContext) -> str:
+    name = " ".join([f"{cfg.task.name}-{job.choice('model', cfg)}", *job.overrides])
+    return store.redact_text(str(cfg.mlflow.run_name or name))[:250]
+
+
+def log_config(tracked, cfg: DictConfig, run_dir: Path, job: JobContext) -> None:
+    """The composed `.hydra/` files and the resolved config, as `hydra/…` artifacts; credentials in any URI
+    are masked in what is logged (a shared server's users read these). A run without a Hydra job (the
+    Python API) logs its overrides the same way, so it can be reproduced too."""
+    import yaml
+
+    resolved = store.redact_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (run_dir / "config_resolved.yaml").write_text(resolved)
+    hydra_files = sorted((run_dir / ".hydra").glob("*.yaml"))
+    for path in hydra_files:
+        tracked.log_text(store.redact_text(path.read_text()), f"hydra/{path.name}")
+    if not any(path.name == "overrides.yaml" for path in hydra_files):
+        tracked.log_text(store.redact_text(yaml.safe_dump(list(job.overrides))), "hydra/overrides.yaml")
+    tracked.log_text(resolved, "hydra/config_resolved.yaml")
+
+
+def reuse_finished_run(
+    cfg: DictConfig, task, job: JobContext, client, experiment_id: str, config_id: str, code: str
+) -> tuple[dict[str, float] | None, Any]:
+    """Resume: in a sweep, a job whose identical config already FINISHED in this experiment, with the same
+    code (airush source + library versions) and the same data (content fingerprint), is not trained again;
+    its run's metrics stand in. FAILED and KILLED runs do not count; RUNNING ones whose process died end
+    KILLED. `resume=false` opts out. Returns (metrics or None, the data prepared for the check or None)."""
+    from airush.tracking.sweeps import record_job, sweep_parent_run
+
+    for dead in run_record.close_dead_runs_with_config(client, experiment_id, config_id):
+        console.warn(f"run {dead} of this config was left RUNNING by a process that died: marked KILLED")
+    finished = run_record.finished_run_with_config(client, experiment_id, config_id, code)
+    if finished is None:
+        return None, None
+    run_id = finished.info.run_id
+    with console.Stages() as stages:
+        prepared = task.prepare(cfg, stages)
+    if finished.data.tags.get("data.fingerprint") != prepared.fingerprint:
+        console.warn(f"run {run_id} has this config but other data: training again")
+        return None, prepared
+    sweep_parent_run(client, experiment_id, job.sweep_dir)  # the sweep's record lists reused jobs too
+    record_job(job.sweep_dir, job.num, list(job.overrides), "REUSED", run_id=run_id)
+    console.print_results(
+        f"{cfg.task.name} · {job.choice('model', cfg)} · reused, resume=false retrains",
+        dict(finished.data.metrics),
+        [("MLflow run", f"{run_id} (identical config, code and data, finished earlier)")],
+    )
+    return dict(finished.data.metrics), prepared
+
+
+def check_reproduced_data(cfg: DictConfig, fingerprint: str, tracked) -> None:
+    """`airush reproduce`: tag the run it repeats and warn when the data is not the data it saw."""
+    original = cfg.get("reproduce_of")
+    if not original:
+        return
+    recorded = original.get("data_fingerprint")
+    same = "unknown" if recorded is None else str(recorded == fingerprint).lower()
+    tracked.set_tags({"airush.reproduces": original.run_id, "airush.reproduce.same_data": same})
+    if same == "false":
+        console.warn(
+            f"data fingerprint {fingerprint[:12]} differs from run {original.run_id}'s "
+            f"{str(original.data_fingerprint)[:12]}: the data changed, metrics may differ"
+        )
+
+
+def sweep_objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    """The value a sweeper (Optuna) optimises: what sweeps choose the best child by (the primary metric on
+    valid; tuning never looks at test)."""
+    from airush.tracking.sweeps import selection_value
+
+    return selection_value(metrics, cfg.task.primary_metric)
+
+
+def model_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    kwargs = OmegaConf.to_container(cfg.model, resolve=True)
+    kwargs.pop("_target_")
+    return {**kwargs, "seed": int(cfg.seed)}
+
+
+def run_params(cfg: DictConfig) -> dict[str, str]:
+    params = run_record.flatten(OmegaConf.to_container(cfg, resolve=True))
+    params["mlflow.tracking_uri"] = store.redact_uri(params["mlflow.tracking_uri"])
+    return params
+
+
+def config_summary(cfg: DictConfig, job: JobContext, run_dir: Path, uri: str) -> list[tuple[str, Any]]:
+    return [
+        ("task", cfg.task.name),
+        ("model", job.choice("model", cfg)),
+        ("data", job.choice("data", cfg)),
+        ("features", job.choice("features", cfg)),
+        (
+            "seed / gpus / lr",
+            f"{cfg.seed} / {cfg.gpus} / {cfg.lr if cfg.lr is not None else 'model default'}",
+        ),
+        ("overrides", " ".join(job.overrides) or "none"),
+        ("tracking", f"{store.redact_uri(uri)} · experiment '{cfg.mlflow.experiment}'"),
+        ("run dir", run_dir),
+    ]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed global RNGs for any library that reads them; our own code passes explicit generators."""
+    import sys
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)

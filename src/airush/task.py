@@ -1,0 +1,74 @@
+"""The one interface every task implements: prepare data -> split -> model_for -> fit -> evaluate.
+
+A task is a class built from `conf/task/<name>.yaml` by `hydra.utils.instantiate` (its `_target_`), holding
+the task's settings; `run` drives its steps in order, so data only flows forward and every task is tracked
+and reported the same way. What fits a task is declared by the classes themselves: a model, data set or
+feature set fits task T when its class's `task` attribute is T (inherited from T's interfaces, such as
+`airush.abuse.models.Detector`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from omegaconf import DictConfig
+
+from airush.errors import ConfigError
+
+
+class Prepared(Protocol):
+    """Loaded or generated data with its features, ready to split."""
+
+    fingerprint: str  # sha256 of the data as loaded/generated, logged as the `data.fingerprint` tag
+    stats: dict[str, Any]  # sizes worth seeing next to the metrics (rows, users, items, positives, ...)
+
+
+class Task:
+    name: str = ""
+    model_interface: str = ""  # the class path of the models' interface, for messages
+
+    def __init__(self, name: str, primary_metric: str) -> None:
+        self.name = name
+        self.primary_metric = primary_metric
+
+    def check_fits(self, group: str, cls: type, option: str) -> None:
+        """A `model`/`data`/`features` class fits this task when it declares `task = <this task's name>`."""
+        owner = getattr(cls, "task", None)
+        if owner is None:
+            raise ConfigError(
+                f"{group} '{option}' ({cls.__module__}.{cls.__qualname__}) declares no task: subclass "
+                f'the task\'s interface (e.g. {self.model_interface}) or set `task = "{self.name}"` on the class'
+            )
+        if owner != self.name:
+            raise ConfigError(f"{group} '{option}' is for task {owner}, not {self.name}")
+
+    def prepare(self, cfg: DictConfig, stages) -> Prepared:
+        raise NotImplementedError
+
+    def split(self, prepared: Prepared, cfg: DictConfig) -> Any:
+        raise NotImplementedError
+
+    def model_for(self, cfg: DictConfig, model: Any) -> Any:
+        """The object `fit` trains, built around the configured model (e.g. one copy per account)."""
+        return model
+
+    def fit(self, model: Any, splits: Any, cfg: DictConfig, stages, devices) -> None:
+        raise NotImplementedError
+
+    def evaluate(self, model: Any, splits: Any, cfg: DictConfig, stages, out_dir: Path) -> dict[str, float]:
+        """Test-set metrics (and valid_* ones for model selection); files written to `out_dir` are logged
+        as artifacts under `evaluation/`."""
+        raise NotImplementedError
+
+    def save_mlflow_model(
+        self, cfg: DictConfig, model: Any, splits: Any, model_dir: Path, out_dir: Path
+    ) -> None:
+        """Write the MLflow Model serving `model` (already saved by its own `save` in `model_dir`)."""
+        raise NotImplementedError
+
+
+def training_steps(model: Any) -> int:
+    """The progress bar's length for `fit`: what the model declares (1 for a class that does not say)."""
+    steps = getattr(model, "training_steps", None)
+    return max(int(steps()), 1) if callable(steps) else 1

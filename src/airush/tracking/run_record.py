@@ -1,0 +1,238 @@
+"""What one run records in MLflow: a run that always ends with a status, its params, metrics, curves, tags,
+files and log, and the facts (code fingerprint, git state, liveness) that tell runs apart.
+
+Every run records its flattened config (params), metrics and per-iteration curves, the composed `.hydra/`
+files, the trained model (text/npz, never a pickle) and tags: git commit + dirty flag, data fingerprint, seed,
+airush version and the command-line overrides.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from airush.tracking.store import error_line, mark_dead, search_all, store_failure
+
+BATCH_METRICS = 1000  # MLflow's log_batch limits
+BATCH_PARAMS = 100
+PARAM_VALUE_MAX = 6000
+
+
+def git_state(path: Path) -> tuple[str, str]:
+    """(commit, dirty) of the git checkout holding `path`; ("unknown", "unknown") outside one."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(path), *args], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", "unknown"
+    return commit, "true" if dirty else "false"
+
+
+# The libraries that compute results; their versions are part of what a run's numbers depend on.
+RESULT_LIBRARIES = ("numpy", "scipy", "pandas", "scikit-learn", "lightgbm", "implicit", "torch")
+# airush modules that only read or show recorded runs: editing them changes no result.
+VIEW_MODULES = frozenset({"cli.py", "console.py", "config/help.py", "config/command_line.py"})
+VIEW_PACKAGES = ("records/",)  # leaderboard, compare, reproduce, registry
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """What computes a run besides its config and data: airush's own source files (views aside) and the
+    versions of the libraries above, as 16 hex digits. Resume reuses a run only when this matches too: a fixed bug or an
+    upgraded library means training again, whatever git says (an installed wheel has no git)."""
+    import hashlib
+    from importlib import metadata
+
+    package = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(
+        p
+        for p in package.rglob("*.py")
+        if p.relative_to(package).as_posix() not in VIEW_MODULES
+        and not p.relative_to(package).as_posix().startswith(VIEW_PACKAGES)
+    ):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    for name in RESULT_LIBRARIES:
+        try:
+            version = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            version = "-"
+        digest.update(f"{name}=={version}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def run_is_dead(run) -> bool:
+    """A RUNNING run whose process is gone (SIGKILL, reboot): its host is this machine and its pid is no
+    longer alive, or now belongs to a process started after the run. Runs from other hosts cannot be
+    checked from here and count as alive."""
+    if run.info.status != "RUNNING" or run.data.tags.get("airush.host") != socket.gethostname():
+        return False
+    try:
+        pid = int(run.data.tags.get("airush.pid", ""))
+    except ValueError:
+        return False
+    started = process_start_time(pid)
+    return started is None or started > run.info.start_time / 1000 + 1.0
+
+
+def process_start_time(pid: int) -> float | None:
+    """Unix start time (s) of a live process, None when there is none (Linux /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime")
+        )
+    except (OSError, StopIteration):
+        return None
+    ticks = float(stat.rsplit(")", 1)[1].split()[19])  # field 22: start time in clock ticks after boot
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
+    """Nested config -> {"model.learning_rate": "0.05", ...}; lists stay one param."""
+    if isinstance(tree, dict):
+        out: dict[str, str] = {}
+        for key, value in tree.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    value = json.dumps(tree) if isinstance(tree, list) else str(tree)
+    return {prefix[:-1]: value[:PARAM_VALUE_MAX]}
+
+
+@dataclass
+class TrackedRun:
+    client: Any
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+
+    def log_params(self, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in params.items()]
+        for start in range(0, len(items), BATCH_PARAMS):
+            self.client.log_batch(self.run_id, params=items[start : start + BATCH_PARAMS])
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        self.log_curves({name: {step: value} for name, value in metrics.items()})
+
+    def log_curves(self, curves: dict[str, dict[int, float]]) -> None:
+        """Per-iteration values, sent in batches of 1000 (not one request per point)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [
+            Metric(name, float(value), now, int(step))
+            for name, points in curves.items()
+            for step, value in points.items()
+        ]
+        for start in range(0, len(items), BATCH_METRICS):
+            self.client.log_batch(self.run_id, metrics=items[start : start + BATCH_METRICS])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifacts(self, local_dir: Path, artifact_path: str) -> None:
+        if local_dir.is_dir() and any(local_dir.iterdir()):
+            self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+
+last_run_id: str | None = None  # the latest run this process started: a failed sweep job names it
+
+
+def finished_run_with_config(client, experiment_id: str, config_hash: str, code: str):
+    """The latest FINISHED run of this experiment with the same config hash and code fingerprint, or None."""
+    runs = client.search_runs(
+        [experiment_id],
+        f"tags.`airush.config_hash` = '{config_hash}' and tags.`airush.code` = '{code}' "
+        "and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def close_dead_runs_with_config(client, experiment_id: str, config_hash: str) -> list[str]:
+    """End as KILLED (tagged airush.dead) the RUNNING runs of this config whose process is gone: a rerun
+    replaces them, and they stop looking alive in the UI. Returns their ids."""
+    runs = search_all(
+        client,
+        [experiment_id],
+        f"tags.`airush.config_hash` = '{config_hash}' and attributes.status = 'RUNNING'",
+    )
+    dead = [run.info.run_id for run in runs if run_is_dead(run)]
+    for run_id in dead:
+        mark_dead(client, run_id)
+    return dead
+
+
+@contextmanager
+def tracked_run(
+    client,
+    experiment_id: str,
+    tracking_uri: str,
+    run_name: str,
+    tags: dict[str, str],
+    parent_id: str | None = None,
+    log_dir: Path | None = None,
+) -> Iterator[TrackedRun]:
+    """An MLflow run that ends FINISHED, FAILED (traceback logged) or KILLED (Ctrl-C, SIGTERM); the `*.log`
+    files in `log_dir` go with it however it ends. Its status is set first: when the store itself is what
+    failed, that is one attempt, not one per upload, and the run's own error is what surfaces. `parent_id`:
+    the sweep's parent run, for a sweep job."""
+    global last_run_id
+    if parent_id is not None:
+        tags = {**tags, "mlflow.parentRunId": parent_id}
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    last_run_id = run.info.run_id
+    tracked = TrackedRun(client, run.info.run_id, experiment_id, tracking_uri)
+
+    def end(status: str, err: BaseException | None = None) -> None:
+        if err is not None:
+            tracked.set_tags({"airush.error": error_line(err)[:500]})
+        client.set_terminated(tracked.run_id, status)
+        if err is not None:  # artifacts may follow the status
+            tracked.log_text("".join(traceback.format_exception(err)), "traceback.txt")
+        for log_file in sorted(log_dir.glob("*.log")) if log_dir is not None else []:
+            client.log_artifact(tracked.run_id, str(log_file))
+
+    try:
+        yield tracked
+    except BaseException as err:
+        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+        if store_failure(err) == "server":
+            raise  # nothing more can be recorded, and each try would cost a retry cycle
+        try:
+            end(status, None if status == "KILLED" else err)
+        except Exception as store_err:  # the store may be what failed; the run's own error still surfaces
+            print(
+                f"airush: could not mark run {tracked.run_id} {status}: {error_line(store_err)}",
+                file=sys.stderr,
+            )
+        raise
+    else:
+        end("FINISHED")
