@@ -296,9 +296,10 @@ def test_cli_trains_on_user_event_files(tmp_path, tracking_uri):
 @pytest.mark.parametrize(
     ("mutate", "words"),
     [
-        (
+        pytest.param(
             lambda e, s: (set_cell(e, 5, "t_ms", "12ms"), s),
             ["events.csv, row 7, column 't_ms': expected a finite number, got '12ms'"],
+            marks=pytest.mark.slow,
         ),
         pytest.param(
             lambda e, s: (e, pd.concat([s, pd.DataFrame([{"session_id": 999, "user_id": 3, "label": 0}])])),

@@ -30,7 +30,7 @@ def assert_same_features(events: pd.DataFrame, session_ids: np.ndarray, keyboard
         )
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_features_match_reference_on_synthetic_sessions(seed):
     log = SyntheticSessions(n_users=20, sessions_per_user=3, bot_share=0.3, mouse_actions=(2, 6)).load(
         seed=seed

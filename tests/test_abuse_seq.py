@@ -230,6 +230,7 @@ def test_fit_is_deterministic_reloads_exactly_and_scores_do_not_depend_on_the_ba
     assert importance.sum() == pytest.approx(1.0) and (importance >= 0).all()
 
 
+@pytest.mark.slow
 def test_training_learns_to_separate_bots_from_people(small_splits):
     from sklearn.metrics import roc_auc_score
 
@@ -240,6 +241,7 @@ def test_training_learns_to_separate_bots_from_people(small_splits):
     assert roc_auc_score(y_test, model.predict_proba(X_test)) > 0.95
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_train_the_sequence_model_and_agree(small_splits):
     model = fit(small_model(max_epochs=4), small_splits, devices=DevicePlan("cpu", 2, "gloo", None))
     assert len(model.rank_checksums_) == 2 and model.rank_checksums_[0] == model.rank_checksums_[1]
@@ -287,6 +289,7 @@ def test_features_choice_selects_the_events_the_sequences_hold(compose_cfg):
 # --- the CLI --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [

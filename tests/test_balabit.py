@@ -17,6 +17,7 @@ BALABIT = SHARED_DATA / "balabit"
 needs_balabit = pytest.mark.skipif(not BALABIT.is_dir(), reason=f"Balabit data not found at {BALABIT}")
 
 
+@pytest.mark.slow
 @needs_balabit
 def test_balabit_loads_the_published_layout_and_caches_it(tmp_path):
     source = BalabitMouse(str(BALABIT), cache_dir=str(tmp_path / "cache"), users=[7, 9])
@@ -35,6 +36,7 @@ def test_balabit_loads_the_published_layout_and_caches_it(tmp_path):
     assert len(list((tmp_path / "cache").iterdir())) == 1
 
 
+@pytest.mark.slow
 @needs_balabit
 def test_balabit_public_label_counts():
     sessions = BalabitMouse(str(BALABIT)).load().sessions

@@ -96,9 +96,9 @@ def test_same_command_twice_gives_identical_metrics(tmp_path, tracking_uri):
         (["-m", "task=music", "model=pop,lgbm"], "model 'lgbm' is for task abuse, not music"),
         (["modle=als"], "Could not override 'modle'"),
         (["model.factorz=3"], "Could not override 'model.factorz'"),
-        (["task=music", "lr=0.1"], "model 'als' has no learning rate"),
-        (["gpus=2"], "runs on CPU only"),
-        (["gpus=-1"], "gpus must be a whole number"),
+        pytest.param(["task=music", "lr=0.1"], "model 'als' has no learning rate", marks=pytest.mark.slow),
+        pytest.param(["gpus=2"], "runs on CPU only", marks=pytest.mark.slow),
+        pytest.param(["gpus=-1"], "gpus must be a whole number", marks=pytest.mark.slow),
         (
             ["-m", "task=music", "model=pop,als", "--cfg", "job"],
             "--multirun and --cfg cannot go together",
@@ -123,6 +123,7 @@ def test_mistakes_are_one_line_and_exit_2(args, message, tmp_path, tracking_uri)
     assert "Traceback" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_file_store_uri_is_refused_in_one_line(tmp_path):
     result = run_airush([*SMALL["abuse"]], cwd=tmp_path, tracking_uri=str(tmp_path / "mlruns"))
     assert result.returncode == 2

@@ -15,6 +15,7 @@ from conftest import SMALL
 
 CHOICES = packaged_choices()
 PAIRS = [(task, model) for task in ("abuse", "music") for model in CHOICES.options_for_task("model", task)]
+SMOKE = {("abuse", "lgbm"), ("music", "als")}  # each task's default model: the fast set's one run per task
 
 
 def test_every_model_belongs_to_one_task():
@@ -23,7 +24,10 @@ def test_every_model_belongs_to_one_task():
     assert {m for _, m in PAIRS} == set(CHOICES.options("model"))
 
 
-@pytest.mark.parametrize(("task", "model"), PAIRS)
+@pytest.mark.parametrize(
+    ("task", "model"),
+    [pytest.param(*pair, marks=() if pair in SMOKE else pytest.mark.slow) for pair in PAIRS],
+)
 def test_task_model_pair_runs_and_is_recorded(task, model, compose_cfg, tracking_uri):
     cfg = compose_cfg([f"task={task}", f"model={model}", *SMALL[task]])
     metrics = run(cfg)
@@ -55,6 +59,7 @@ def test_task_model_pair_runs_and_is_recorded(task, model, compose_cfg, tracking
         assert expected <= evaluation
 
 
+@pytest.mark.slow
 def test_lgbm_model_reloads_with_same_scores(compose_cfg):
     from airush.abuse import task
     from airush.abuse.models.lgbm import LightGBMDetector
@@ -73,6 +78,7 @@ def test_lgbm_model_reloads_with_same_scores(compose_cfg):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", CHOICES.options_for_task("model", "music"))
 def test_music_model_reloads_with_same_scores(model, compose_cfg):
     from hydra.utils import get_class
@@ -86,6 +92,7 @@ def test_music_model_reloads_with_same_scores(model, compose_cfg):
     assert all(len(set(row)) == 10 for row in top)
 
 
+@pytest.mark.slow
 def test_als_beats_popularity_on_default_synthetic_data(compose_cfg):
     als = run(compose_cfg(["task=music", "model=als"]))
     pop = run(compose_cfg(["task=music", "model=pop"]))
@@ -109,6 +116,7 @@ def test_lr_on_model_without_learning_rate_is_a_config_error(compose_cfg):
         build(compose_cfg(["task=music", "lr=0.1"]))
 
 
+@pytest.mark.slow
 def test_same_config_gives_identical_metrics(compose_cfg):
     for task in ("abuse", "music"):
         first = run(compose_cfg([f"task={task}", *SMALL[task]]))
@@ -116,6 +124,7 @@ def test_same_config_gives_identical_metrics(compose_cfg):
         assert first == second, task
 
 
+@pytest.mark.slow
 def test_seed_changes_data_fingerprint(compose_cfg, tracking_uri):
     run(compose_cfg(["task=music", "model=pop", *SMALL["music"]]))
     run(compose_cfg(["task=music", "model=pop", *SMALL["music"], "seed=7"]))
@@ -124,6 +133,7 @@ def test_seed_changes_data_fingerprint(compose_cfg, tracking_uri):
     assert len({r.data.tags["data.fingerprint"] for r in runs}) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("features", ["keyboard", "mouse"])
 def test_feature_sets_change_feature_count(features, compose_cfg, tracking_uri):
     run(compose_cfg(["task=abuse", f"features={features}", *SMALL["abuse"]]))

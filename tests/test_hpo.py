@@ -119,16 +119,27 @@ def test_every_search_space_composes_and_starts_from_the_model_defaults(name):
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
+    from airush.config.choices import packaged_choices
+
     GlobalHydra.instance().clear()
     with initialize_config_module("airush.conf", version_base="1.3"):
         cfg = compose("config", overrides=[f"hparams_search={name}"], return_hydra_config=True)
     GlobalHydra.instance().clear()
-    assert name.endswith(f"_{cfg.hydra.runtime.choices.model}")  # <what>_<model>: the space picks its model
-    prefix = name.split("_", 1)[0]
-    assert cfg.task.name == prefix or prefix not in ("abuse", "music")
+    choices = packaged_choices()
+    task, model, data = (cfg.hydra.runtime.choices[group] for group in ("task", "model", "data"))
+    assert task in choices.options("task") and cfg.task.name == choices.option_task("task", task)
+    assert model in choices.options_for_task("model", task), f"{name}: model {model} is not a {task} model"
+    assert data in choices.options_for_task("data", task), f"{name}: data {data} is not {task} data"
+    assert name.endswith(f"_{model}")  # <what>_<model>: the space picks its model
+    # <what> is the task (data left to the command line) or the data set it pins, which fits that task
+    prefix = name.removesuffix(f"_{model}")
+    assert prefix in (cfg.task.name, data), f"{name}: '{prefix}' is neither its task nor its data"
     assert cfg.hydra.sweeper._target_ == "hydra_plugins.airush_optuna_sweeper.sweeper.AirushOptunaSweeper"
     params = OmegaConf.to_container(cfg.hydra.sweeper.params)
     assert params and all(key.startswith("model.") for key in params)
+    for key in params:  # a misspelt key would only fail once a trial overrides it
+        parent, _, leaf = key.rpartition(".")
+        assert leaf in OmegaConf.select(cfg, parent), f"{name}: searches {key}, which {model} does not have"
     current = {key: OmegaConf.select(cfg, key) for key in params}
     space = _space(params, current=current)
     outside = {k: current[k] for k, p in space.params.items() if p.point(current[k]) is None}
@@ -149,6 +160,7 @@ def test_hydra_discovers_the_sweeper_without_importing_optuna():
     assert out.stdout.split("\n")[:2] == ["['AirushOptunaSweeper', 'BasicSweeper']", "False"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -124,10 +124,11 @@ def test_random_split_leaves_some_new_items_without_training_plays():
     "settings", [{"new_item_share": 1.0}, {"new_item_share": -0.1}, {"new_item_window": 0}]
 )
 def test_bad_new_item_settings_are_a_config_error(settings):
-    with pytest.raises(ConfigError, match="new_item_share must be in"):
+    with pytest.raises(ConfigError, match=r"new_item_(share|window) must be in"):
         SyntheticPlays(**SMALL_DATA, **settings).load(seed=0)
 
 
+@pytest.mark.slow
 def test_content_run_logs_cold_metrics(compose_cfg, tracking_uri):
     from airush.runner import run
 
@@ -143,6 +144,7 @@ def test_content_run_logs_cold_metrics(compose_cfg, tracking_uri):
     assert int(found.data.params["dataset.metadata_tokens"]) > 0
 
 
+@pytest.mark.slow
 def test_content_beats_pop_and_als_on_cold_items_of_the_default_data():
     """Temporal split of the default synthetic data: every test play of a new release is a cold one."""
     from hydra import compose, initialize_config_module

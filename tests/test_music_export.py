@@ -44,6 +44,7 @@ def test_export_refuses_users_with_too_few_unplayed_items():
         check_top_n(top, seen, 3)
 
 
+@pytest.mark.slow
 def test_run_logs_recommendations_as_artifacts(compose_cfg, tracking_uri):
     from airush.runner import run
 

@@ -373,7 +373,7 @@ def test_movielens_weights_threshold_and_both_parse_paths(monkeypatch):
     assert len(kept.interactions) == sum(r[2] >= 4 for r in raw_ratings(ML / "ml-1m"))
     with pytest.raises(ConfigError, match=r"data\.min_rating=6 keeps none of the ratings"):
         MovieLens(str(ML / "ml-1m"), min_rating=6).load()
-    with pytest.raises(ConfigError, match=r"data\.weight='count'; choose from: rating, one"):
+    with pytest.raises(ConfigError, match=r"data\.weight 'count' unknown; choose from: rating, one"):
         MovieLens(str(ML / "ml-1m"), weight="count").load()
     for folder in LAYOUT_FOLDERS:  # the text parse (used to name bad lines) reads what the typed one reads
         fast = MovieLens(str(ML / folder), min_rating=None).load()

@@ -332,6 +332,7 @@ def test_full_ranking_metrics_match_definitions(ties):
         assert got[f"coverage_at_{k}"] == pytest.approx(len(shown) / n_items, abs=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ties", ["continuous", "rounded", "integer"])
 def test_full_ranking_metrics_match_ranx(ties):
     from ranx import Qrels, Run, evaluate

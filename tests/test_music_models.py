@@ -166,6 +166,7 @@ def default_splits():
     return task.split(task.prepare(cfg, None), cfg)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["itemknn", "ease", "bpr"])
 def test_beats_popularity_on_default_synthetic_data(name, default_splits):
     """Default yaml hyperparameters, the seed the CLI passes, test NDCG@10 / Recall@10 with train+valid masked."""

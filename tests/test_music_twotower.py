@@ -44,6 +44,7 @@ def small():
     return train, valid, item_metadata(plays).matrix
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_train_in_sync_and_the_loss_falls(small):
     train, valid, features = small
     model = TwoTowerRecommender(**FAST, max_epochs=4, patience=10, seed=1)
@@ -62,6 +63,7 @@ def test_two_gloo_ranks_train_in_sync_and_the_loss_falls(small):
     assert scores.shape == (5, train.shape[1]) and scores.dtype == np.float32 and np.isfinite(scores).all()
 
 
+@pytest.mark.slow
 def test_same_command_twice_gives_identical_metrics(compose_cfg):
     """One rank on CPU: seeded initialisation, shuffles and dropout masks, deterministic kernels."""
     from airush.runner import run

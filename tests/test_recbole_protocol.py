@@ -162,6 +162,7 @@ def test_dry_run_prints_tuning_then_three_seeds_per_model(tmp_path):
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
 
 
+@pytest.mark.slow
 def test_pinned_best_params_compose(tmp_path):
     """--skip-tuning runs the pinned params: each final command must be a valid config (checked with --cfg)."""
     result = _script("--dry-run", "--skip-tuning", "--out", str(tmp_path), "--data-root", str(LASTFM))
@@ -178,6 +179,7 @@ def test_pinned_best_params_compose(tmp_path):
                 assert re.search(rf"^  {key}: {re.escape(value)}$", composed.stdout, re.M), override
 
 
+@pytest.mark.slow
 def test_table_names_a_model_without_runs(tmp_path, tracking_uri):
     (tmp_path / "final" / "ease").mkdir(parents=True)
     result = subprocess.run(

@@ -142,6 +142,7 @@ def test_reproduce_tags_what_it_cannot_vouch_for(tmp_path, tracking_uri):
     assert repeat.data.tags["airush.metrics_identical"] == "true"
 
 
+@pytest.mark.slow
 def test_reproduce_mistakes_are_one_line(tmp_path, tracking_uri):
     missing = run_airush(["reproduce", "0123abc", "--tracking-uri", tracking_uri], tmp_path)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
@@ -160,6 +161,7 @@ def test_reproduce_usage_names_only_the_run_id(tmp_path):
     assert "required: run_id (" in result.stderr and "overrides" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_run_without_config_artifacts_is_named_as_such(tmp_path, tracking_uri):
     """A run that never logged its config (here: FAILED, no artifacts at all) is refused in one accurate line."""
     from mlflow.tracking import MlflowClient

@@ -94,20 +94,17 @@ def test_only_a_failing_store_counts_as_the_store_failing():
 
 def test_credentials_leave_the_uri_runs_use_and_no_other(monkeypatch):
     import os
-    import sys
 
-    from airush.cli import take_credentials_out_of_uris
+    from airush.config.command_line import take_credentials_out_of_uris
 
     for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://a:b@server1:5000")
     # the override names the server runs go to: its credentials (none here) are the ones to use
-    monkeypatch.setattr(sys, "argv", ["airush", "-m", "mlflow.tracking_uri='http://c:d,e@server2:5000'"])
-    take_credentials_out_of_uris()
-    assert sys.argv[2] == "mlflow.tracking_uri='http://server2:5000'"  # quotes kept, credentials out
+    args = take_credentials_out_of_uris(["-m", "mlflow.tracking_uri='http://c:d,e@server2:5000'"])
+    assert args[1] == "mlflow.tracking_uri='http://server2:5000'"  # quotes kept, credentials out
     assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == ("c", "d,e")
 
-    monkeypatch.setattr(sys, "argv", ["airush", "task=music"])
-    take_credentials_out_of_uris()
+    take_credentials_out_of_uris(["task=music"])
     assert os.environ["MLFLOW_TRACKING_URI"] == "http://server1:5000"
     assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == ("a", "b")

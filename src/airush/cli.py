@@ -37,7 +37,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
     except UserError as err:
         if multirun:
             return job_failed(err, cfg)  # the sweep goes on and names this job at the end
-        _fail(str(err))  # exit here, before Hydra adds its own "Error executing job" line
+        _fail(str(err), err.exit_code)  # exit here, before Hydra adds its own "Error executing job" line
         raise
     except Exception as err:
         if multirun:
@@ -111,10 +111,16 @@ def main() -> None:
 
 
 def _fail_if_store_lost(err: BaseException) -> None:
-    """The tracking store failed mid-run (server gone, database unusable): one line, exit 1. Other MLflow
-    errors are bugs of ours and keep their traceback."""
+    """The machine refused (disk full, read-only, permission denied) or the tracking store failed mid-run
+    (server gone, database unusable): one line, exit 1. Other errors are bugs of ours and keep their
+    traceback."""
+    from airush.errors import environment_error_line
     from airush.tracking.store import error_line, store_failure
 
+    refused = environment_error_line(err)
+    if refused is not None:
+        print(f"airush: error: {refused}", file=sys.stderr)
+        sys.exit(1)
     if store_failure(err):
         print(f"airush: error: MLflow tracking store failed: {error_line(err)}", file=sys.stderr)
         sys.exit(1)

@@ -13,6 +13,12 @@ class SweepFailed(UserError):
     exit_code = 1
 
 
+class EnvironmentFailure(UserError):
+    """The machine refused (disk full, read-only, permission denied): one line, exit 1."""
+
+    exit_code = 1
+
+
 class ConfigError(UserError):
     """The composed config asks for something that cannot run."""
 
@@ -36,3 +42,41 @@ class DataError(UserError):
             if part
         )
         super().__init__(f"{where}: {message}" if where else message)
+
+
+# What the machine refused, not the user's input nor our bug: one line, exit 1.
+_ENVIRONMENT_ERRNOS = {
+    28: "no space left on the device (disk full)",  # ENOSPC
+    122: "disk quota exceeded",  # EDQUOT
+    30: "read-only file system",  # EROFS
+    13: "permission denied",  # EACCES
+    1: "operation not permitted",  # EPERM
+}
+_SQLITE_MESSAGES = {
+    "database or disk is full": "no space left on the device (disk full)",
+    "attempt to write a readonly database": "read-only database file",
+    "unable to open database file": "cannot open the database file (missing folder or no permission)",
+}
+
+
+def environment_error_line(err: BaseException) -> str | None:
+    """One line for a failure of the environment (disk full, read-only, permission denied) anywhere in the
+    exception's chain, naming the file when the system said which; None for anything else. Never includes
+    SQL statements or their parameter values."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in _ENVIRONMENT_ERRNOS:
+            where = err.filename or getattr(err, "filename2", None)
+            return (
+                f"cannot write {where}: {_ENVIRONMENT_ERRNOS[err.errno]}"
+                if where
+                else _ENVIRONMENT_ERRNOS[err.errno]
+            )
+        if type(err).__name__ == "OperationalError" and type(err).__module__ in ("sqlite3", "_sqlite3"):
+            text = str(err).strip().lower()
+            for needle, meaning in _SQLITE_MESSAGES.items():
+                if needle in text:
+                    return f"MLflow database: {meaning}"
+        err = err.__cause__ or err.__context__
+    return None

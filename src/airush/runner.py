@@ -43,14 +43,18 @@ def run(cfg: DictConfig, job: JobContext | None = None) -> dict[str, float]:
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     uri = str(cfg.mlflow.tracking_uri)
+    if store.has_credentials(uri):
+        run_dir.chmod(0o700)  # what Hydra wrote there is the user's alone
     console.print_config_summary(config_summary(cfg, job, run_dir, uri))
+    with console.Stages() as stages:  # the user's data is read, checked and split before any run exists
+        prepared = task.prepare(cfg, stages)
+        splits = task.split(prepared, cfg)
     config_id, code = config_hash(OmegaConf.to_container(cfg, resolve=True)), run_record.code_fingerprint()
     client, experiment_id = store.open_experiment(
         uri, str(cfg.mlflow.experiment), cfg.mlflow.artifact_location
     )
-    prepared = None  # data a resume check loaded already
     if job.sweep_dir is not None and cfg.get("resume", True):
-        reused, prepared = reuse_finished_run(cfg, task, job, client, experiment_id, config_id, code)
+        reused = reuse_finished_run(cfg, job, client, experiment_id, config_id, code, prepared.fingerprint)
         if reused is not None:
             return reused
 
@@ -70,14 +74,11 @@ def run(cfg: DictConfig, job: JobContext | None = None) -> dict[str, float]:
     ) as tracked:
         tracked.log_params(run_params(cfg))
         log_config(tracked, cfg, run_dir, job)  # first: a run that fails later can still be reproduced
+        tracked.set_tags({"data.fingerprint": prepared.fingerprint})
+        check_reproduced_data(cfg, prepared.fingerprint, tracked)
+        tracked.log_params({f"dataset.{k}": str(v) for k, v in prepared.stats.items()})
         with console.Stages() as stages:
-            if prepared is None:
-                prepared = task.prepare(cfg, stages)
-            tracked.set_tags({"data.fingerprint": prepared.fingerprint})
-            check_reproduced_data(cfg, prepared.fingerprint, tracked)
-            tracked.log_params({f"dataset.{k}": str(v) for k, v in prepared.stats.items()})
-            splits = task.split(prepared, cfg)
-            model = task.model_for(cfg, model_cls(**model_kwargs(cfg)))
+            model = task.model_for(cfg, instantiate_model(cfg, model_cls))
             task.fit(model, splits, cfg, stages, devices)
             metrics = task.evaluate(model, splits, cfg, stages, run_dir / "evaluation")
         model.save(run_dir / "model")
@@ -125,17 +126,18 @@ def build(cfg: DictConfig, job: JobContext | None = None) -> Built:
     """Check the config (nothing mandatory unset, typed values in range, model/data/features fitting the
     task) and apply the `lr` shorthand; build the task with `hydra.utils.instantiate`. One ConfigError on
     the first problem, before any run directory or MLflow run exists."""
-    from airush.config.schema import check_config
+    from airush.config.schema import check_config, check_primary_metric
 
     job = job or JobContext()
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"{', '.join(missing)} must be set, e.g. `airush ... {missing[0]}=...`")
-    check_config(cfg)
+    classes = {group: target_class(cfg, group, job) for group in ("task", "model", "data", "features")}
+    check_config(cfg, classes)  # every value against its class, before any of them is built
     task = instantiate_task(cfg)
-    classes = {group: target_class(cfg, group, job) for group in ("model", "data", "features")}
-    for group, cls in classes.items():
-        check_fits(task, group, cls, job.choice(group, cfg))
+    for group in ("model", "data", "features"):
+        check_fits(task, group, classes[group], job.choice(group, cfg))
+    check_primary_metric(task)
     cfg = apply_lr(cfg, job)
     return Built(cfg, task, classes["model"])
 
@@ -258,25 +260,23 @@ def log_config(tracked, cfg: DictConfig, run_dir: Path, job: JobContext) -> None
 
 
 def reuse_finished_run(
-    cfg: DictConfig, task, job: JobContext, client, experiment_id: str, config_id: str, code: str
-) -> tuple[dict[str, float] | None, Any]:
+    cfg: DictConfig, job: JobContext, client, experiment_id: str, config_id: str, code: str, fingerprint: str
+) -> dict[str, float] | None:
     """Resume: in a sweep, a job whose identical config already FINISHED in this experiment, with the same
-    code (airush source + library versions) and the same data (content fingerprint), is not trained again;
-    its run's metrics stand in. FAILED and KILLED runs do not count; RUNNING ones whose process died end
-    KILLED. `resume=false` opts out. Returns (metrics or None, the data prepared for the check or None)."""
+    code (airush source + library versions) and the same data (content `fingerprint`), is not trained
+    again; its run's metrics stand in (returned; None = train). FAILED and KILLED runs do not count;
+    RUNNING ones whose process died end KILLED. `resume=false` opts out."""
     from airush.tracking.sweeps import record_job, sweep_parent_run
 
     for dead in run_record.close_dead_runs_with_config(client, experiment_id, config_id):
         console.warn(f"run {dead} of this config was left RUNNING by a process that died: marked KILLED")
     finished = run_record.finished_run_with_config(client, experiment_id, config_id, code)
     if finished is None:
-        return None, None
+        return None
     run_id = finished.info.run_id
-    with console.Stages() as stages:
-        prepared = task.prepare(cfg, stages)
-    if finished.data.tags.get("data.fingerprint") != prepared.fingerprint:
+    if finished.data.tags.get("data.fingerprint") != fingerprint:
         console.warn(f"run {run_id} has this config but other data: training again")
-        return None, prepared
+        return None
     sweep_parent_run(client, experiment_id, job.sweep_dir)  # the sweep's record lists reused jobs too
     record_job(job.sweep_dir, job.num, list(job.overrides), "REUSED", run_id=run_id)
     console.print_results(
@@ -284,7 +284,7 @@ def reuse_finished_run(
         dict(finished.data.metrics),
         [("MLflow run", f"{run_id} (identical config, code and data, finished earlier)")],
     )
-    return dict(finished.data.metrics), prepared
+    return dict(finished.data.metrics)
 
 
 def check_reproduced_data(cfg: DictConfig, fingerprint: str, tracked) -> None:
@@ -310,7 +310,29 @@ def sweep_objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
     return selection_value(metrics, cfg.task.primary_metric)
 
 
+def instantiate_model(cfg: DictConfig, model_cls: type):
+    """The model its config's `_target_` names, built by `hydra.utils.instantiate` with the config's
+    settings, and `seed` when the class takes one (airush's own do; a user's may not)."""
+    import inspect
+
+    from hydra.utils import instantiate
+
+    parameters = inspect.signature(model_cls.__init__).parameters
+    takes_seed = "seed" in parameters or any(p.kind == p.VAR_KEYWORD for p in parameters.values())
+    extra = {"seed": int(cfg.seed)} if takes_seed and "seed" not in cfg.model else {}
+    try:
+        return instantiate(cfg.model, **extra, _convert_="all")
+    except Exception as err:  # Hydra wraps what the constructor raised
+        cause = err.__cause__ or err
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        if isinstance(cause, TypeError):  # settings the class does not take
+            raise ConfigError(f"model: {instantiate_error(err)}") from None
+        raise
+
+
 def model_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    """The model's settings as keyword arguments (with `seed`), for building it by hand."""
     kwargs = OmegaConf.to_container(cfg.model, resolve=True)
     kwargs.pop("_target_")
     return {**kwargs, "seed": int(cfg.seed)}

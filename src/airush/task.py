@@ -10,7 +10,7 @@ feature set fits task T when its class's `task` attribute is T (inherited from T
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from omegaconf import DictConfig
 
@@ -27,6 +27,8 @@ class Prepared(Protocol):
 class Task:
     name: str = ""
     model_interface: str = ""  # the class path of the models' interface, for messages
+    # setting -> rule, as models declare theirs (grammar: airush.model.Model)
+    ranges: ClassVar[dict[str, str]] = {}
 
     def __init__(self, name: str, primary_metric: str) -> None:
         self.name = name
@@ -42,6 +44,11 @@ class Task:
             )
         if owner != self.name:
             raise ConfigError(f"{group} '{option}' is for task {owner}, not {self.name}")
+
+    def reported_metrics(self) -> list[str]:
+        """The metrics `evaluate` reports that `primary_metric` may name (`<name>` stands for any word, e.g.
+        `recall_<kind>`); the config check refuses any other. Empty: not declared, not checked."""
+        return []
 
     def prepare(self, cfg: DictConfig, stages) -> Prepared:
         raise NotImplementedError

@@ -11,6 +11,7 @@ features; given whole sessions it gives each session's mean action. Units: ms, p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,8 @@ SHARP_TURN_RAD = np.pi / 4  # a critical point: the path turns by more than this
 @dataclass
 class ActionFeatures(features.FeatureSet):
     """Per-unit mean of its mouse actions' features (one action per unit under task.scope=account)."""
+
+    ranges: ClassVar[dict[str, str]] = {"pause_ms": "> 0"}
 
     pause_ms: float = ACTION_PAUSE_MS
 

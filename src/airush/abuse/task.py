@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ from airush.compute.devices import fit_devices
 from airush.console import Stages
 from airush.data.fingerprint import frames_fingerprint
 from airush.errors import ConfigError
+from airush.model import one_of
 from airush.task import Task, training_steps
 
 SCOPES = ("session", "account")
@@ -65,10 +66,8 @@ class SessionSplits:
 
 
 def scope(cfg: DictConfig) -> str:
-    value = str(cfg.task.get("scope", "session"))
-    if value not in SCOPES:
-        raise ConfigError(f"task.scope '{value}' unknown; choose from: {', '.join(SCOPES)}")
-    return value
+    """The configured scope, session or account (checked before the run: `AbuseTask.ranges`)."""
+    return str(cfg.task.get("scope", "session"))
 
 
 def model_inputs(cfg: DictConfig) -> str:
@@ -90,7 +89,7 @@ def prepare(cfg: DictConfig, stages: Stages) -> PreparedSessions:
     log: EventLog = instantiate(cfg.data).load(seed=int(cfg.seed), stages=stages)
     if inputs == "sequences":
         return _prepare_sequences(cfg, log, stages)
-    extractor = instantiate(cfg.features)
+    extractor = instantiate(cfg.features, _convert_="all")  # parts of CombinedFeatures stay objects
     if scope(cfg) == "account":
         events, unit_session = action_table(
             log, float(cfg.task.action_pause_ms), int(cfg.task.min_action_events)
@@ -219,10 +218,22 @@ def evaluate(
     return metrics
 
 
+class SplitSettings(TypedDict, total=False):
+    ratios: dict[str, float]  # split name -> share (normalised), e.g. {train: 0.7, valid: 0.15, test: 0.15}
+
+
 class AbuseTask(Task):
     """Sessions of keyboard and mouse events -> P(bot or intruder) per session (or per account's owner)."""
 
     model_interface = "airush.abuse.models.Detector"
+    ranges: ClassVar[dict[str, str]] = {
+        "scope": one_of(SCOPES),
+        "action_pause_ms": "> 0",
+        "min_action_events": ">= 1",
+        "impostor_ratio": "> 0",
+        "split": "non-empty",
+        "split.ratios": ">= 0",
+    }
 
     def __init__(
         self,
@@ -232,7 +243,7 @@ class AbuseTask(Task):
         action_pause_ms: float = 10000,
         min_action_events: int = 5,
         impostor_ratio: float = 1.0,
-        split: dict | None = None,
+        split: SplitSettings | None = None,
     ) -> None:
         super().__init__(name, primary_metric)
         self.scope = scope
@@ -240,6 +251,19 @@ class AbuseTask(Task):
         self.min_action_events = min_action_events
         self.impostor_ratio = impostor_ratio
         self.split_settings = split
+
+    def reported_metrics(self) -> list[str]:
+        """What `evaluate` reports (per bot kind too); `threshold` is a setting it chose, not a score."""
+        return [
+            "roc_auc",
+            "pr_auc",
+            "f1",
+            "precision",
+            "recall",
+            "eer",
+            "recall_at_1pct_fpr",
+            "recall_<kind>",
+        ]
 
     def prepare(self, cfg: DictConfig, stages: Stages) -> PreparedSessions:
         return prepare(cfg, stages)

@@ -53,10 +53,38 @@ def cuda_device_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def check_gpus(gpus: int, model_name: str, supports_gpu: bool) -> None:
-    """Refuse impossible requests before any work starts: negative counts, more GPUs than exist, CPU-only models."""
-    if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 0:
+TRAINER_KEYS = ("accelerator", "devices", "precision")
+
+
+def check_requests(gpus: Any, trainer: Any) -> None:
+    """What `gpus` and `trainer.*` may be, whatever the model and the machine: one ConfigError for the first
+    bad value. The config check (`airush.config.schema`) calls it before anything starts; `device_plan`
+    calls it too, for callers that plan devices without that check."""
+    if not _whole(gpus) or gpus < 0:
         raise ConfigError(f"gpus must be a whole number >= 0, got {gpus!r}")
+    for key in trainer:
+        if key not in TRAINER_KEYS:
+            raise ConfigError(f"trainer.{key} unknown; choose from: {', '.join(TRAINER_KEYS)}")
+    accelerator = trainer.get("accelerator", "auto")
+    if accelerator not in ACCELERATORS:
+        raise ConfigError(
+            f"trainer.accelerator '{accelerator}' unknown; choose from: {', '.join(ACCELERATORS)}"
+        )
+    devices = trainer.get("devices")
+    if devices is not None and (not _whole(devices) or devices < 1):
+        raise ConfigError(f"trainer.devices must be a whole number >= 1 (or null), got {devices!r}")
+    precision = trainer.get("precision", "auto")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"trainer.precision '{precision}' unknown; choose from: {', '.join(PRECISIONS)}")
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_gpus(gpus: int, model_name: str, supports_gpu: bool) -> None:
+    """Refuse impossible requests before any work starts: more GPUs than exist, CPU-only models (`gpus` is
+    a whole number >= 0: `check_requests`)."""
     if gpus == 0:
         return
     if not supports_gpu:
@@ -73,14 +101,11 @@ def device_plan(
     `cfg.gpus` and `cfg.trainer`; every impossible request is one ConfigError, raised before any work.
     `sweep_job`: (sweep dir, job number) of a -m sweep job, whose GPUs are leased per job."""
     gpus = cfg.get("gpus", 0)
+    trainer = cfg.get("trainer") or {}
+    check_requests(gpus, trainer)
     supports_gpu = bool(getattr(model, "supports_gpu", False))
     check_gpus(gpus, model_name, supports_gpu)
-    trainer = cfg.get("trainer") or {}
     accelerator = str(trainer.get("accelerator", "auto"))
-    if accelerator not in ACCELERATORS:
-        raise ConfigError(
-            f"trainer.accelerator '{accelerator}' unknown; choose from: {', '.join(ACCELERATORS)}"
-        )
     if accelerator == "auto":
         accelerator = "cuda" if gpus > 0 else "cpu"
     if accelerator == "cpu" and gpus > 0:
@@ -89,8 +114,6 @@ def device_plan(
     devices = trainer.get("devices")
     if devices is None:
         devices = gpus if accelerator == "cuda" and gpus > 0 else 1
-    if not isinstance(devices, int) or isinstance(devices, bool) or devices < 1:
-        raise ConfigError(f"trainer.devices must be a whole number >= 1 (or null), got {devices!r}")
     if accelerator == "cuda":
         if gpus > 0 and devices != gpus:
             raise ConfigError(f"gpus={gpus} and trainer.devices={devices} disagree; set one of them")
@@ -106,8 +129,6 @@ def device_plan(
         raise ConfigError(f"model '{model_name}' trains in one process; trainer.devices must be 1 (or null)")
 
     precision = str(trainer.get("precision", "auto"))
-    if precision not in PRECISIONS:
-        raise ConfigError(f"trainer.precision '{precision}' unknown; choose from: {', '.join(PRECISIONS)}")
     if precision == "auto":
         precision = ("bf16" if _cuda_bf16() else "fp16") if accelerator == "cuda" else "fp32"
     if precision == "fp16" and accelerator == "cpu":

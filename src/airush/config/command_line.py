@@ -31,15 +31,16 @@ def config_choices(args: list[str]) -> ConfigChoices:
 def take_credentials_out_of_uris(args: list[str]) -> list[str]:
     """Credentials in the tracking URI go to MLflow's variables before Hydra starts, so no config, log or
     run name can show them: from a `mlflow.tracking_uri=` override when there is one (the URI runs use,
-    and the credentials for it), else from MLFLOW_TRACKING_URI."""
-    from airush.tracking.store import use_credentials
+    and the credentials for it), else from MLFLOW_TRACKING_URI. A database URI keeps its user, and its
+    password becomes an interpolation of an environment variable (`tracking.store.hide_database_password`)."""
+    from airush.tracking.store import hide_database_password, use_credentials
 
     args = list(args)
     for i, arg in enumerate(args):
         key, sep, value = arg.partition("=")
         if sep and key.lstrip("+") == "mlflow.tracking_uri":
             quote = value[:1] if len(value) > 1 and value[:1] in "'\"" and value[-1:] == value[:1] else ""
-            bare = use_credentials(value[1:-1] if quote else value)
+            bare = hide_database_password(use_credentials(value[1:-1] if quote else value))
             args[i] = f"{key}={quote}{bare}{quote}"
             return args
     if os.environ.get("MLFLOW_TRACKING_URI"):

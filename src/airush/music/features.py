@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
-from airush.errors import ConfigError
+from airush.model import check_settings, one_of
 
 SCHEMES = ("binary", "log", "raw")
 
@@ -18,12 +19,13 @@ class InteractionWeights:
     implements `transform` and declares `task = "music"` (or subclasses this)."""
 
     task = "music"
+    ranges: ClassVar[dict[str, str]] = {"scheme": one_of(SCHEMES)}
+
     scheme: str = "log"
 
     def transform(self, plays: sp.csr_matrix) -> sp.csr_matrix:
         """binary: 1 per played item; log: log(1 + plays); raw: the play counts."""
-        if self.scheme not in SCHEMES:
-            raise ConfigError(f"features.scheme '{self.scheme}' unknown; choose from: {', '.join(SCHEMES)}")
+        check_settings("features", self)
         weights = plays.astype(np.float32, copy=True)
         if self.scheme == "binary":
             weights.data[:] = 1.0

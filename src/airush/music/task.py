@@ -4,23 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypedDict
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from airush.compute.devices import fit_devices
 from airush.console import Stages
 from airush.data.fingerprint import frames_fingerprint
 from airush.errors import ConfigError
+from airush.model import one_of
 from airush.music.data import Plays, filter_plays
 from airush.music.export import check_top_n, top_n_for_all_users, write_top_n
 from airush.music.metadata import ItemMetadata, item_metadata
-from airush.music.metrics import full_ranking_metrics
-from airush.music.split import split_interactions
+from airush.music.metrics import METRICS, full_ranking_metrics
+from airush.music.split import SPLIT_METHODS, split_interactions
 from airush.task import Task, training_steps
 
 
@@ -66,14 +67,16 @@ def prepare(cfg: DictConfig, stages: Stages) -> PreparedPlays:
 
 
 def _filter_settings(filter_cfg) -> dict[str, int]:
-    settings = {"min_user_items": 0, "min_item_users": 0}
-    for key, value in (filter_cfg or {}).items():
-        if key not in settings:
-            raise ConfigError(f"task.filter.{key} unknown; choose from: {', '.join(settings)}")
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"task.filter.{key} must be an integer >= 0, got {value!r}")
-        settings[key] = value
-    return settings
+    """`task.filter` with its defaults, checked against `MusicTask`'s settings (the config check's rules)."""
+    from airush.config.schema import check_settings
+
+    given = (
+        OmegaConf.to_container(filter_cfg, resolve=True)
+        if OmegaConf.is_config(filter_cfg)
+        else dict(filter_cfg or {})
+    )
+    check_settings("task", MusicTask, {"filter": given})
+    return {"min_user_items": 0, "min_item_users": 0} | given
 
 
 def _csr(frame: pd.DataFrame, shape: tuple[int, int], values: np.ndarray | None = None) -> sp.csr_matrix:
@@ -131,7 +134,7 @@ def evaluate(model, splits: PlaySplits, cfg: DictConfig, stages: Stages, out_dir
     test |= cold_start_metrics(model.score, masked, splits.test, splits.seen_train, ks, batch)
     valid_ks = validated_ks(ks, str(cfg.task.primary_metric))
     valid = full_ranking_metrics(model.score, splits.seen_train, splits.valid, valid_ks, None, batch)
-    top_n = cfg.task.get("recommend", {}).get("top_n")
+    top_n = (cfg.task.get("recommend") or {}).get("top_n")
     if top_n:
         # what a user would be served: everything they played (train, valid and test) is excluded
         seen_all = (splits.seen_train + splits.valid + splits.test).tocsr()
@@ -178,20 +181,46 @@ def cold_start_metrics(
     return counts | cold_metrics | {"cold_test_users": metrics["users_evaluated"]}
 
 
+class SplitSettings(TypedDict, total=False):
+    method: str  # random | leave_last_out | temporal (airush.music.split)
+    ratios: dict[str, float]  # split name -> share (normalised), e.g. {train: 0.8, valid: 0.1, test: 0.1}
+    min_user_interactions: int  # fewer: the user only trains
+
+
+class FilterSettings(TypedDict, total=False):
+    min_user_items: int  # k-core before the split; 0 = keep everything
+    min_item_users: int
+
+
+class RecommendSettings(TypedDict, total=False):
+    top_n: int | None  # recommendations written per user; null or 0 = none
+
+
 class MusicTask(Task):
     """Play logs + track metadata -> top-K unplayed tracks per user, scored by full ranking."""
 
     model_interface = "airush.music.models.Recommender"
+    ranges: ClassVar[dict[str, str]] = {
+        "ks": "non-empty >= 1",
+        "eval_batch_users": ">= 1",
+        "split": "non-empty",
+        "split.method": one_of(SPLIT_METHODS),
+        "split.ratios": ">= 0",
+        "split.min_user_interactions": ">= 0",
+        "filter.min_user_items": ">= 0",
+        "filter.min_item_users": ">= 0",
+        "recommend.top_n": ">= 0 (null or 0 = none)",
+    }
 
     def __init__(
         self,
         name: str = "music",
         primary_metric: str = "ndcg_at_10",
-        split: dict | None = None,
-        filter: dict | None = None,
+        split: SplitSettings | None = None,
+        filter: FilterSettings | None = None,
         ks: list[int] | tuple[int, ...] = (10, 20, 50),
         eval_batch_users: int = 2048,
-        recommend: dict | None = None,
+        recommend: RecommendSettings | None = None,
     ) -> None:
         super().__init__(name, primary_metric)
         self.split_settings = split
@@ -199,6 +228,11 @@ class MusicTask(Task):
         self.ks = list(ks)
         self.eval_batch_users = eval_batch_users
         self.recommend = recommend
+
+    def reported_metrics(self) -> list[str]:
+        """The full-ranking metrics at each K of `ks` (cold-start ones when test has cold items)."""
+        names = (*METRICS, "coverage", "cold_recall", "cold_ndcg")
+        return [f"{name}_at_{k}" for name in names for k in self.ks]
 
     def prepare(self, cfg: DictConfig, stages: Stages) -> PreparedPlays:
         return prepare(cfg, stages)

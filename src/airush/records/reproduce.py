@@ -62,16 +62,53 @@ def main(argv: list[str]) -> int:
         )
     uri = args.tracking_uri or default_tracking_uri()
     original, config, overrides = recorded_run(uri, args.run_id)
+    replayed = replayed_overrides(overrides)
+    check_recorded(config, replayed, original.info.run_id)  # before anything is composed or built
     from airush.tracking.run_record import code_fingerprint
 
     current = current_code()
     code = same_code(original.data.tags, current, code_fingerprint())
     if code != "true":
         warn_code_differs(original, code, current)
-    overrides = [*replayed_overrides(overrides), "+reproduce=run", *args.overrides]
+    overrides = [*replayed, "+reproduce=run", *args.overrides]
     run_id = run_again(uri, config, original, overrides, {"airush.reproduce.same_code": code})
     report_metrics(uri, original, run_id)
     return 0
+
+
+def check_recorded(config: dict, overrides: list[str], run_id: str) -> None:
+    """A recorded run is untrusted input (anyone who can write to the store can edit its artifacts): every
+    `_target_` it names must lie in a trusted package (`airush.trust`), and nothing in it may interpolate
+    (`${oc.env:...}` would copy a secret of this machine into the new run's record). Checked before anything
+    is composed or built; one line naming the key otherwise."""
+    from airush.trust import check_trusted
+
+    def walk(node, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                where = f"{path}.{key}" if path else str(key)
+                if key == "_target_":
+                    check_trusted(str(value), f"run {run_id}'s recorded config ({where})")
+                walk(value, where)
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}[{i}]")
+        elif isinstance(node, str) and "${" in node:
+            raise UserError(
+                f"run {run_id}'s recorded config has an interpolation at {path} ({node[:60]!r}); a recorded "
+                "config is resolved, so it was edited: not reproducing it"
+            )
+
+    walk(config, "")
+    for override in overrides:
+        if "${" in override:
+            raise UserError(
+                f"run {run_id}'s recorded override {override[:80]!r} interpolates; reproduce replays only "
+                "literal values"
+            )
+        key, _, value = override.partition("=")
+        if key.lstrip("+~").endswith("_target_"):
+            check_trusted(value.strip("'\""), f"run {run_id}'s recorded override {key}")
 
 
 def run_again(uri: str, config: dict, original, overrides: list[str], tags: dict[str, str]) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from airush.errors import ConfigError
+from airush.errors import ConfigError, EnvironmentFailure, environment_error_line
 
 
 def redact_uri(uri: str) -> str:
@@ -132,6 +132,36 @@ def use_credentials(uri: str) -> str:
     return bare
 
 
+# A database URI's password (postgresql://user:PASSWORD@host/db) lives here for the run, never in argv,
+# configs or logs: the URI carries `${oc.env:AIRUSH_TRACKING_PASSWORD}` instead, resolved only when used.
+DB_PASSWORD_ENV = "AIRUSH_TRACKING_PASSWORD"
+
+
+def hide_database_password(uri: str) -> str:
+    """A database URI with its password swapped for an interpolation of DB_PASSWORD_ENV (set here), so the
+    text Hydra records (`.hydra/*.yaml`, overrides, the console) never holds it; other URIs unchanged."""
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https") or not parts.password or "${" in parts.password:
+        return uri
+    os.environ[DB_PASSWORD_ENV] = parts.password
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:${{oc.env:{DB_PASSWORD_ENV}}}@{host}"))
+
+
+def has_credentials(uri: str) -> bool:
+    parts = urlsplit(uri)
+    return parts.username is not None or parts.password is not None
+
+
+def quiet_store_logs() -> None:
+    """MLflow logs every database error itself, SQL statement and parameter values included, before raising
+    it; the one line airush prints for a failed store says what matters without the user's values."""
+    import logging
+
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+
+
 def error_line(err: BaseException) -> str:
     """An exception's first line, credentials masked (its type when it has no message)."""
     text = str(err)
@@ -182,6 +212,7 @@ def ensure_experiment(client, name: str, artifact_location: str | None) -> str:
 def open_experiment(tracking_uri: str, experiment: str, artifact_location: str | None) -> tuple[Any, str]:
     """(client, experiment id), creating the store and the experiment when new; one line when unusable."""
     check_server_reachable(tracking_uri)
+    quiet_store_logs()
     try:
         with store_lock(check_tracking_uri(tracking_uri)):  # concurrent first runs race on schema migrations
             client = client_for(tracking_uri)  # creates/migrates the store, inside the lock
@@ -191,6 +222,9 @@ def open_experiment(tracking_uri: str, experiment: str, artifact_location: str |
     except ConfigError:
         raise
     except Exception as err:
+        refused = environment_error_line(err)
+        if refused is not None:
+            raise EnvironmentFailure(f"{redact_uri(tracking_uri)}: {refused}") from None
         raise ConfigError(
             f"cannot use MLflow tracking store {redact_uri(tracking_uri)}: {error_line(err)}"
         ) from None

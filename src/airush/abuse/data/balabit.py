@@ -18,6 +18,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,8 @@ BUTTON = {
 
 @dataclass
 class BalabitMouse(EventSource):
+    ranges: ClassVar[dict[str, str]] = {"users": ">= 0", "max_test_sessions": ">= 1"}
+
     root: str
     cache_dir: str | None = None
     users: list[int] | None = None  # a subset of accounts (e.g. for a quick CI run)

@@ -20,11 +20,13 @@ Bots (each session keeps its `kind`):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from airush.abuse.data import BUTTONS, EVENT_KINDS, HUMAN, EventLog, EventSource
+from airush.model import check_settings, one_of
 
 SCREEN = (1920.0, 1080.0)  # px
 SAMPLE_MS = 16.0  # browser mousemove cadence
@@ -44,11 +46,21 @@ MOVE_STYLE = {HUMAN: 0, "macro": 2, "teleport": 2, "linear": 1, "humanizer": 3, 
 BOT_SAMPLE_MS = {1: SAMPLE_MS, 3: 10.0}  # bots sample on a timer, to the millisecond
 REPLAY_STRETCH = 0.03  # the replay runs up to 3% faster or slower
 REPLAY_JITTER_MS = 0.5  # per event
+BOT_KINDS = tuple(kind for kind in TIMING if kind != HUMAN)
 KEY_CODES = np.array([32] * 18 + list(range(65, 91)) + [8, 13, 190, 188], dtype=np.int16)
 
 
 @dataclass
 class SyntheticSessions(EventSource):
+    ranges: ClassVar[dict[str, str]] = {
+        "n_users": ">= 1",
+        "sessions_per_user": ">= 1",
+        "bot_share": "[0, 1)",
+        "bot_kinds": one_of(BOT_KINDS),
+        "mouse_actions": ">= 0 (a [low, high] range per session)",
+        "typing_bursts": ">= 0 (a [low, high] range per session)",
+    }
+
     n_users: int = 300
     sessions_per_user: int = 6
     bot_share: float = 0.05
@@ -59,14 +71,7 @@ class SyntheticSessions(EventSource):
     typing_bursts: tuple[int, int] = (1, 6)
 
     def load(self, seed: int, stages=None) -> EventLog:
-        from airush.errors import ConfigError
-
-        unknown = sorted(set(self.bot_kinds) - (set(TIMING) - {HUMAN}))
-        if unknown or not 0 <= self.bot_share < 1:
-            raise ConfigError(
-                f"data: bot_kinds must be among {sorted(set(TIMING) - {HUMAN})} (got {unknown or 'ok'}) "
-                f"and 0 <= bot_share < 1 (got {self.bot_share})"
-            )
+        check_settings("data", self)
         rng = np.random.default_rng(seed)
         sessions = assign_sessions(rng, self.n_users, self.sessions_per_user, self.bot_share, self.bot_kinds)
         bar = stages.stage("generate sessions", total=3) if stages else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -12,6 +13,18 @@ from airush.abuse.models import Detector
 
 class LightGBMDetector(Detector):
     supports_gpu = False  # the PyPI wheel is CPU-only
+    ranges: ClassVar[dict[str, str]] = {
+        "learning_rate": "> 0",
+        "num_leaves": ">= 2",
+        "min_child_samples": ">= 0",
+        "feature_fraction": "(0, 1]",
+        "bagging_fraction": "(0, 1]",
+        "bagging_freq": ">= 0 (0 = no bagging)",
+        "lambda_l2": ">= 0",
+        "num_boost_round": ">= 1",
+        "early_stopping_rounds": ">= 1",
+        "num_threads": ">= 0 (0 = OpenMP's default)",
+    }
 
     def __init__(
         self,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -44,21 +45,28 @@ INPUT_GROUPS = {
     "button": list(range(len(CONTINUOUS) + N_EVENT_CODES, INPUT_CHANNELS)),
 }
 IMPORTANCE = "share of |gradient x input|"
-POSITIVE_SETTINGS = (
-    "max_events",
-    "width",
-    "layers",
-    "kernel_size",
-    "hidden",
-    "batch_size",
-    "eval_batch_size",
-)
 
 
 class SequenceDetector(Detector):
     inputs = "sequences"  # the abuse task hands this model SessionSequences instead of feature tables
     supports_gpu = True
     supports_distributed = True
+    ranges: ClassVar[dict[str, str]] = {
+        "max_events": ">= 1",
+        "width": ">= 1",
+        "layers": ">= 1",
+        "kernel_size": "odd >= 1 (centred windows)",
+        "hidden": ">= 1",
+        "dropout": "[0, 1)",
+        "learning_rate": "> 0",
+        "weight_decay": ">= 0",
+        "batch_size": ">= 1",
+        "eval_batch_size": ">= 1",
+        "max_epochs": ">= 1",
+        "patience": ">= 1",
+        "grad_clip": ">= 0 (0 = no clipping)",
+        "num_threads": ">= 1",
+    }
 
     def __init__(
         self,
@@ -98,15 +106,6 @@ class SequenceDetector(Detector):
 
     def training_steps(self) -> int:
         return int(self.max_epochs)
-
-    def check_params(self) -> None:
-        from airush.errors import ConfigError
-
-        for name in (*POSITIVE_SETTINGS, "max_epochs", "num_threads"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.kernel_size % 2 == 0:
-            raise ConfigError(f"model.kernel_size must be odd (centred windows), got {self.kernel_size}")
 
     def fit(
         self,

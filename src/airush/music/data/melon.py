@@ -23,13 +23,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from airush.data.tables import resolve_path
-from airush.errors import ConfigError, DataError
+from airush.errors import DataError
+from airush.model import check_settings
 from airush.music.data import Plays, PlaySource
 from airush.music.data.json_records import Batch, json_record_batches
 
@@ -39,6 +41,10 @@ DATE = r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2}(\.\d{1,9})?)?"  # Melon's updt_dat
 
 @dataclass
 class MelonPlaylists(PlaySource):
+    ranges: ClassVar[dict[str, str]] = {
+        "playlists": "non-empty (name at least one playlist file, e.g. [train.json])"
+    }
+
     root: str
     playlists: list[str] = field(default_factory=lambda: ["train.json"])
     song_meta: str = "song_meta.json"
@@ -48,8 +54,7 @@ class MelonPlaylists(PlaySource):
         root = resolve_path(self.root)
         if not root.is_dir():
             raise DataError("Melon folder not found (set data.root=... or AIRUSH_DATA_DIR)", path=root)
-        if not self.playlists:
-            raise ConfigError("data.playlists is empty: name at least one playlist file, e.g. [train.json]")
+        check_settings("data", self)
         bar = stages.stage("read Melon", total=len(self.playlists) + 2) if stages else None
         step = bar.advance if bar else lambda: None
         parts = []

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,7 @@ import scipy.sparse as sp
 
 from airush.data.tables import integer_column, number_column, read_table, resolve_path
 from airush.errors import ConfigError, DataError
+from airush.model import check_settings, one_of
 from airush.music.data import Plays, PlaySource
 
 ML100K_GENRES = (
@@ -76,14 +78,15 @@ class Movies:
 
 @dataclass
 class MovieLens(PlaySource):
+    ranges: ClassVar[dict[str, str]] = {"weight": one_of(WEIGHTS)}
+
     root: str
     min_rating: float | None = 4.0
     weight: str = "rating"
     all_items: bool = False
 
     def load(self, seed: int = 0, stages=None) -> Plays:
-        if self.weight not in WEIGHTS:
-            raise ConfigError(f"data.weight={self.weight!r}; choose from: {', '.join(WEIGHTS)}")
+        check_settings("data", self)
         layout, folder = find_layout(resolve_path(self.root))
         bar = stages.stage(f"read {layout.name}", total=3) if stages else None
         step = bar.advance if bar else lambda: None

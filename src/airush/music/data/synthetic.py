@@ -17,11 +17,12 @@ random stream, so `new_item_share: 0` gives exactly the catalogue and plays of t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from airush.errors import ConfigError
+from airush.model import check_settings
 from airush.music.data import Plays, PlaySource
 
 BLOCK_USERS = 512
@@ -32,6 +33,19 @@ WINDOW_S = 0.3 * YEAR_S  # each user's activity window
 
 @dataclass
 class SyntheticPlays(PlaySource):
+    ranges: ClassVar[dict[str, str]] = {
+        "n_users": ">= 1",
+        "n_items": ">= 1",
+        "n_artists": ">= 1",
+        "n_genres": ">= 1",
+        "mean_items_per_user": ">= 1",
+        "popularity_exponent": ">= 0",
+        "taste_concentration": "> 0",
+        "new_item_share": "[0, 1)",
+        "new_item_window": "(0, 1]",
+        "new_item_boost": ">= 0",
+    }
+
     n_users: int = 2000
     n_items: int = 4000
     n_artists: int = 400
@@ -49,11 +63,7 @@ class SyntheticPlays(PlaySource):
         return round(self.new_item_share * self.n_items)
 
     def load(self, seed: int, stages=None) -> Plays:
-        if not 0.0 <= self.new_item_share < 1.0 or not 0.0 < self.new_item_window <= 1.0:
-            raise ConfigError(
-                f"data.new_item_share must be in [0, 1) and data.new_item_window in (0, 1], got "
-                f"{self.new_item_share} and {self.new_item_window}"
-            )
+        check_settings("data", self)
         n_old = self.n_items - self.n_new_items
         rng = np.random.default_rng(seed)
         items = make_items(rng, n_old, self.n_artists, self.n_genres)

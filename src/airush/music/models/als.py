@@ -6,12 +6,22 @@ thread during fit: implicit parallelises over users itself, and nested BLAS thre
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import scipy.sparse as sp
 
 from airush.music.models import FactorRecommender
 
 
 class ALSRecommender(FactorRecommender):
+    ranges: ClassVar[dict[str, str]] = {
+        "factors": ">= 1",
+        "regularization": ">= 0",
+        "alpha": ">= 0",
+        "iterations": ">= 1",
+        "num_threads": ">= 0 (0 = all cores)",
+    }
+
     def __init__(
         self,
         factors: int = 64,

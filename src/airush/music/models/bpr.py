@@ -18,12 +18,22 @@ BLAS is held to one thread during fit, as for ALS.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import scipy.sparse as sp
 
 from airush.music.models import FactorRecommender
 
 
 class BPRRecommender(FactorRecommender):
+    ranges: ClassVar[dict[str, str]] = {
+        "factors": ">= 1",
+        "learning_rate": "> 0",
+        "regularization": ">= 0",
+        "iterations": ">= 1",
+        "num_threads": ">= 0 (0 = all cores)",
+    }
+
     def __init__(
         self,
         factors: int = 64,

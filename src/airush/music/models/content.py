@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,6 +32,7 @@ from airush.music.models import Recommender, csr_arrays, csr_from
 
 class ContentRecommender(Recommender):
     uses_metadata = True
+    ranges: ClassVar[dict[str, str]] = {"popularity_weight": ">= 0"}
 
     def __init__(self, popularity_weight: float = 0.0, seed: int = 0) -> None:
         self.popularity_weight = popularity_weight
@@ -45,8 +47,7 @@ class ContentRecommender(Recommender):
             )
         if item_features.shape[0] != train.shape[1]:
             raise ValueError(f"item_features has {item_features.shape[0]} rows for {train.shape[1]} items")
-        if self.popularity_weight < 0:
-            raise ConfigError(f"model.popularity_weight must be >= 0, got {self.popularity_weight}")
+        self.check_params()
         items = tfidf_item_vectors(item_features)
         profiles = sp.csr_matrix(train, dtype=np.float32) @ items
         self.user_profiles_ = l2_normalised_rows(profiles)

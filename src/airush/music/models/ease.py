@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,6 +27,8 @@ from airush.music.models import Recommender, csr_arrays, csr_from
 
 
 class EASERecommender(Recommender):
+    ranges: ClassVar[dict[str, str]] = {"l2": "> 0", "max_items": ">= 1"}
+
     def __init__(
         self, l2: float = 250.0, binarize: bool = False, max_items: int = 30000, seed: int = 0
     ) -> None:

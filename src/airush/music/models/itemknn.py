@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
-from airush.errors import ConfigError
+from airush.model import one_of
 from airush.music.models import Recommender, csr_arrays, csr_from
 
 SIMILARITIES = ("cosine", "bm25")
@@ -30,6 +31,14 @@ BLOCK_PAIRS = 1 << 22  # upper bound on co-occurring item pairs computed at once
 
 
 class ItemKNNRecommender(Recommender):
+    ranges: ClassVar[dict[str, str]] = {
+        "neighbours": ">= 1",
+        "similarity": one_of(SIMILARITIES),
+        "shrinkage": ">= 0",
+        "k1": ">= 0",
+        "b": "[0, 1]",
+    }
+
     def __init__(
         self,
         neighbours: int = 100,
@@ -47,10 +56,7 @@ class ItemKNNRecommender(Recommender):
         self.seed = seed  # unused: the model is deterministic
 
     def fit(self, train: sp.csr_matrix, bar=None) -> ItemKNNRecommender:
-        if self.similarity not in SIMILARITIES:
-            raise ConfigError(
-                f"model.similarity '{self.similarity}' unknown; choose from: {', '.join(SIMILARITIES)}"
-            )
+        self.check_params()
         train = sp.csr_matrix(train, dtype=np.float32, copy=True)  # kept to score with
         train.sort_indices()
         columns = bm25_weight(train, self.k1, self.b) if self.similarity == "bm25" else train

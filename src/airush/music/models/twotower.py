@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -48,6 +49,19 @@ class TwoTowerRecommender(Recommender):
     uses_valid = True  # fit(..., valid=csr): early stopping on the task's valid split
     supports_gpu = True
     supports_distributed = True
+    ranges: ClassVar[dict[str, str]] = {
+        "dim": ">= 1",
+        "hidden": ">= 0 (0 = no MLP)",
+        "temperature": "> 0",
+        "id_dropout": "[0, 1)",
+        "history_dropout": "[0, 1)",
+        "learning_rate": "> 0",
+        "weight_decay": ">= 0",
+        "batch_size": ">= 1",
+        "max_epochs": ">= 1",
+        "patience": ">= 1",
+        "num_threads": ">= 1",
+    }
 
     def __init__(
         self,
@@ -78,19 +92,7 @@ class TwoTowerRecommender(Recommender):
         self.seed = seed
 
     def settings(self) -> Settings:
-        if int(self.hidden) < 0:
-            raise ConfigError(f"model.hidden must be >= 0 (0 = no MLP), got {self.hidden!r}")
-        for name in ("dim", "batch_size", "max_epochs", "patience", "num_threads"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)!r}")
-        for name in ("id_dropout", "history_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"model.{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.temperature <= 0 or self.learning_rate <= 0 or self.weight_decay < 0:
-            raise ConfigError(
-                "model.temperature and model.learning_rate must be > 0 and model.weight_decay >= 0, got "
-                f"{self.temperature}, {self.learning_rate}, {self.weight_decay}"
-            )
+        self.check_params()
         return Settings(**{name: getattr(self, name) for name in Settings.__dataclass_fields__})
 
     def training_steps(self) -> int:
