@@ -306,12 +306,6 @@ def test_the_users_features_add_their_columns(abuse_run, store, user):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="airush.abuse.task.prepare instantiates cfg.features without _convert_, so CombinedFeatures gets "
-    "its dataclass parts back as configs ('Key chunk_features not in SessionFeatures'); with_idle.yaml "
-    "sets `_convert_: all` until then",
-)
 def test_combined_features_need_no_convert_flag(user, tmp_path):
     text = (user / "airush_example" / "conf" / "features" / "with_idle.yaml").read_text()
     plain = "\n".join(line for line in text.splitlines() if not line.startswith("_convert_"))
