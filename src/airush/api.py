@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -63,13 +62,11 @@ def with_concrete_paths(cfg: DictConfig) -> DictConfig:
         cfg.hydra.runtime.cwd = cwd
         cfg.hydra.runtime.output_dir = run_dir
         _replace_hydra_paths(cfg, {"${hydra:runtime.output_dir}": run_dir})
-    Path(run_dir)  # a path, not yet a folder: `run` creates it
     return cfg
 
 
 def _replace_hydra_paths(cfg: DictConfig, values: dict[str, str]) -> None:
-    for key in list(cfg.get("paths", {}).keys()):
-        raw = OmegaConf.to_container(cfg.paths, resolve=False)[key]
+    for key, raw in OmegaConf.to_container(cfg.get("paths", {}), resolve=False).items():
         if isinstance(raw, str) and any(name in raw for name in values):
             for name, value in values.items():
                 raw = raw.replace(name, value)

@@ -1,5 +1,9 @@
 """Mistakes a user can fix. The CLI prints them as one line and exits 2; anything else is our bug."""
 
+from __future__ import annotations
+
+from collections.abc import Iterator
+
 
 class UserError(Exception):
     """A problem with the user's config or data, explained in one line."""
@@ -59,24 +63,30 @@ _SQLITE_MESSAGES = {
 }
 
 
+def causes(err: BaseException | None) -> Iterator[BaseException]:
+    """The exception, then what caused it (explicitly or while handling it), each once."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
+
+
 def environment_error_line(err: BaseException) -> str | None:
     """One line for a failure of the environment (disk full, read-only, permission denied) anywhere in the
     exception's chain, naming the file when the system said which; None for anything else. Never includes
     SQL statements or their parameter values."""
-    seen: set[int] = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, OSError) and err.errno in _ENVIRONMENT_ERRNOS:
-            where = err.filename or getattr(err, "filename2", None)
+    for link in causes(err):
+        if isinstance(link, OSError) and link.errno in _ENVIRONMENT_ERRNOS:
+            where = link.filename or getattr(link, "filename2", None)
             return (
-                f"cannot write {where}: {_ENVIRONMENT_ERRNOS[err.errno]}"
+                f"cannot write {where}: {_ENVIRONMENT_ERRNOS[link.errno]}"
                 if where
-                else _ENVIRONMENT_ERRNOS[err.errno]
+                else _ENVIRONMENT_ERRNOS[link.errno]
             )
-        if type(err).__name__ == "OperationalError" and type(err).__module__ in ("sqlite3", "_sqlite3"):
-            text = str(err).strip().lower()
+        if type(link).__name__ == "OperationalError" and type(link).__module__ in ("sqlite3", "_sqlite3"):
+            text = str(link).strip().lower()
             for needle, meaning in _SQLITE_MESSAGES.items():
                 if needle in text:
                     return f"MLflow database: {meaning}"
-        err = err.__cause__ or err.__context__
     return None

@@ -50,29 +50,44 @@ class Task:
         `recall_<kind>`); the config check refuses any other. Empty: not declared, not checked."""
         return []
 
+    # A task's steps are the module-level functions `prepare`, `split`, `fit`, `evaluate` (and optionally
+    # `model_for`) of the module that defines its class, each a function of the config; a class may also
+    # override the methods. `serving_module` holds its `save_mlflow_model`.
+    serving_module: str = ""
+
+    def _step(self, name: str, default: Any = None):
+        import importlib
+
+        step = getattr(importlib.import_module(type(self).__module__), name, default)
+        if step is None:
+            raise NotImplementedError(f"{type(self).__qualname__} has no step '{name}'")
+        return step
+
     def prepare(self, cfg: DictConfig, stages) -> Prepared:
-        raise NotImplementedError
+        return self._step("prepare")(cfg, stages)
 
     def split(self, prepared: Prepared, cfg: DictConfig) -> Any:
-        raise NotImplementedError
+        return self._step("split")(prepared, cfg)
 
     def model_for(self, cfg: DictConfig, model: Any) -> Any:
         """The object `fit` trains, built around the configured model (e.g. one copy per account)."""
-        return model
+        return self._step("model_for", lambda cfg, model: model)(cfg, model)
 
-    def fit(self, model: Any, splits: Any, cfg: DictConfig, stages, devices) -> None:
-        raise NotImplementedError
+    def fit(self, model: Any, splits: Any, cfg: DictConfig, stages, devices=None) -> None:
+        self._step("fit")(model, splits, cfg, stages, devices)
 
     def evaluate(self, model: Any, splits: Any, cfg: DictConfig, stages, out_dir: Path) -> dict[str, float]:
         """Test-set metrics (and valid_* ones for model selection); files written to `out_dir` are logged
         as artifacts under `evaluation/`."""
-        raise NotImplementedError
+        return self._step("evaluate")(model, splits, cfg, stages, out_dir)
 
     def save_mlflow_model(
         self, cfg: DictConfig, model: Any, splits: Any, model_dir: Path, out_dir: Path
     ) -> None:
         """Write the MLflow Model serving `model` (already saved by its own `save` in `model_dir`)."""
-        raise NotImplementedError
+        import importlib
+
+        importlib.import_module(self.serving_module).save_mlflow_model(cfg, model, splits, model_dir, out_dir)
 
 
 def training_steps(model: Any) -> int:

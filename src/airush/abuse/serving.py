@@ -28,9 +28,11 @@ ACCOUNT_COLUMN = "account"  # per-account verification: the account a row claims
 
 
 def save_mlflow_model(cfg, model, splits, model_dir: Path, out_dir: Path) -> None:
+    from airush.abuse.models.lgbm import LightGBMDetector
+
     if getattr(model, "inputs", "features") == "sequences":
         _save_events_model(cfg, model, model_dir, out_dir)
-    elif type(model).__name__ == "LightGBMDetector" and type(model).__module__ == "airush.abuse.models.lgbm":
+    elif isinstance(model, LightGBMDetector):
         _save_lightgbm(model, splits, model_dir, out_dir)
     else:
         _save_features_model(model, splits, model_dir, out_dir)

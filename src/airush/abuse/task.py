@@ -225,6 +225,7 @@ class SplitSettings(TypedDict, total=False):
 class AbuseTask(Task):
     """Sessions of keyboard and mouse events -> P(bot or intruder) per session (or per account's owner)."""
 
+    serving_module = "airush.abuse.serving"
     model_interface = "airush.abuse.models.Detector"
     ranges: ClassVar[dict[str, str]] = {
         "scope": one_of(SCOPES),
@@ -264,27 +265,3 @@ class AbuseTask(Task):
             "recall_at_1pct_fpr",
             "recall_<kind>",
         ]
-
-    def prepare(self, cfg: DictConfig, stages: Stages) -> PreparedSessions:
-        return prepare(cfg, stages)
-
-    def split(self, prepared: PreparedSessions, cfg: DictConfig) -> SessionSplits:
-        return split(prepared, cfg)
-
-    def model_for(self, cfg: DictConfig, model):
-        return model_for(cfg, model)
-
-    def fit(self, model, splits: SessionSplits, cfg: DictConfig, stages: Stages, devices=None) -> None:
-        fit(model, splits, cfg, stages, devices)
-
-    def evaluate(
-        self, model, splits: SessionSplits, cfg: DictConfig, stages: Stages, out_dir: Path
-    ) -> dict[str, float]:
-        return evaluate(model, splits, cfg, stages, out_dir)
-
-    def save_mlflow_model(
-        self, cfg: DictConfig, model, splits: SessionSplits, model_dir: Path, out_dir: Path
-    ) -> None:
-        from airush.abuse.serving import save_mlflow_model
-
-        save_mlflow_model(cfg, model, splits, model_dir, out_dir)

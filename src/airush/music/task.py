@@ -104,11 +104,6 @@ def split(prepared: PreparedPlays, cfg: DictConfig) -> PlaySplits:
     )
 
 
-def model_for(cfg: DictConfig, model):
-    """The model `fit` trains: the configured one as it is."""
-    return model
-
-
 def fit(model, splits: PlaySplits, cfg: DictConfig, stages: Stages, devices=None) -> None:
     """Opt-in extras: item metadata (`uses_metadata`), the valid split for early stopping (`uses_valid`)
     and the device plan of `gpus` / `trainer.*` (torch models: `supports_gpu`)."""
@@ -199,6 +194,7 @@ class RecommendSettings(TypedDict, total=False):
 class MusicTask(Task):
     """Play logs + track metadata -> top-K unplayed tracks per user, scored by full ranking."""
 
+    serving_module = "airush.music.serving"
     model_interface = "airush.music.models.Recommender"
     ranges: ClassVar[dict[str, str]] = {
         "ks": "non-empty >= 1",
@@ -233,24 +229,3 @@ class MusicTask(Task):
         """The full-ranking metrics at each K of `ks` (cold-start ones when test has cold items)."""
         names = (*METRICS, "coverage", "cold_recall", "cold_ndcg")
         return [f"{name}_at_{k}" for name in names for k in self.ks]
-
-    def prepare(self, cfg: DictConfig, stages: Stages) -> PreparedPlays:
-        return prepare(cfg, stages)
-
-    def split(self, prepared: PreparedPlays, cfg: DictConfig) -> PlaySplits:
-        return split(prepared, cfg)
-
-    def fit(self, model, splits: PlaySplits, cfg: DictConfig, stages: Stages, devices=None) -> None:
-        fit(model, splits, cfg, stages, devices)
-
-    def evaluate(
-        self, model, splits: PlaySplits, cfg: DictConfig, stages: Stages, out_dir: Path
-    ) -> dict[str, float]:
-        return evaluate(model, splits, cfg, stages, out_dir)
-
-    def save_mlflow_model(
-        self, cfg: DictConfig, model, splits: PlaySplits, model_dir: Path, out_dir: Path
-    ) -> None:
-        from airush.music.serving import save_mlflow_model
-
-        save_mlflow_model(cfg, model, splits, model_dir, out_dir)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from airush.errors import ConfigError, EnvironmentFailure, environment_error_line
+from airush.errors import ConfigError, EnvironmentFailure, causes, environment_error_line
 
 
 def redact_uri(uri: str) -> str:
@@ -172,7 +172,7 @@ def store_failure(err: BaseException) -> str | None:
     """ "server" when a tracking server stopped answering (MLflow's rest client gave up after its retries),
     "database" when a database store failed (locked, disk full), None for anything else, a bug of ours:
     the run cannot be recorded and a traceback would say nothing more."""
-    for cause in _causes(err):
+    for cause in causes(err):
         name = f"{type(cause).__module__}.{type(cause).__name__}"
         if name.startswith(("requests.exceptions.", "urllib3.exceptions.")):
             return "server"
@@ -181,14 +181,6 @@ def store_failure(err: BaseException) -> str | None:
         if name == "sqlalchemy.exc.OperationalError":
             return "database"
     return None
-
-
-def _causes(err: BaseException | None) -> Iterator[BaseException]:
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        yield err
-        err = err.__cause__ or err.__context__
 
 
 def ensure_experiment(client, name: str, artifact_location: str | None) -> str:
