@@ -19,6 +19,12 @@
 #              Also read from MLFLOW_ARTIFACTS_DESTINATION. Clients never need bucket credentials: they
 #              upload through the server.
 #   ALLOWED_HOSTS  extra Host headers to accept when HOST is not loopback (e.g. "mlflow.team.lan:5000")
+#   AUTH       "basic-auth": every request needs a user and password (`mlflow server --app-name basic-auth`;
+#              pip install "mlflow[auth]"). Also set, in the server's environment only:
+#              MLFLOW_FLASK_SERVER_SECRET_KEY (any long random string), MLFLOW_AUTH_CONFIG_PATH (an ini with
+#              [mlflow] default_permission, database_uri of the users' database, admin_username) and, on
+#              the first start, MLFLOW_AUTH_ADMIN_PASSWORD (12+ characters). Clients pass
+#              MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD.
 #
 # The backend URI and the artifacts destination reach `mlflow server` as the environment variables
 # MLFLOW_BACKEND_STORE_URI and MLFLOW_ARTIFACTS_DESTINATION, never as arguments: a password in a URI would be
@@ -41,6 +47,10 @@ WORKERS="${WORKERS:-2}"
 BACKEND="${BACKEND:-${MLFLOW_BACKEND_STORE_URI:-sqlite:///${ROOT}/outputs/server/mlflow.db}}"
 ARTIFACTS="${ARTIFACTS:-${MLFLOW_ARTIFACTS_DESTINATION:-${ROOT}/outputs/server/artifacts}}"
 MLFLOW="${MLFLOW:-$(command -v mlflow || echo "${ROOT}/.venv/bin/mlflow")}"
+case "${AUTH:-}" in
+  "" | basic-auth) ;;
+  *) echo "mlflow_server.sh: AUTH='${AUTH}': the one authentication app is basic-auth (see --help)" >&2; exit 2 ;;
+esac
 
 # A URI as it may be shown: without user:password@ and without a ?query (e.g. ?password=...).
 shown() {
@@ -69,6 +79,9 @@ export MLFLOW_BACKEND_STORE_URI="$BACKEND" MLFLOW_ARTIFACTS_DESTINATION="$ARTIFA
 args=(server --serve-artifacts --host "$HOST" --port "$PORT" --workers "$WORKERS")
 if [[ -n "${ALLOWED_HOSTS:-}" ]]; then
   args+=(--allowed-hosts "$ALLOWED_HOSTS")
+fi
+if [[ -n "${AUTH:-}" ]]; then
+  args+=(--app-name "$AUTH")
 fi
 echo "MLflow server on http://${HOST}:${PORT} (backend $(shown "$BACKEND"), artifacts $(shown "$ARTIFACTS"))" >&2
 echo "clients: export MLFLOW_TRACKING_URI=http://${HOST}:${PORT}" >&2

@@ -57,6 +57,7 @@ def compose_cfg(tmp_path: Path, tracking_uri: str, monkeypatch):
 
     yield _compose
     GlobalHydra.instance().clear()
+    HydraConfig.instance().cfg = None  # else a later test's relative paths resolve against this test's cwd
 
 
 def run_airush(args: list[str], cwd: Path, tracking_uri: str | None = None, timeout: int = 300):
@@ -74,3 +75,28 @@ def run_airush(args: list[str], cwd: Path, tracking_uri: str | None = None, time
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def pytest_terminal_summary(terminalreporter):
+    """tests/test_fuzz.py's table of generated bad inputs by kind: tried / held."""
+    fuzz = sys.modules.get("test_fuzz")
+    if fuzz is not None and fuzz.TALLY:
+        terminalreporter.write_sep("-", f"fuzz cases by kind (AIRUSH_FUZZ_SEED={fuzz.SEED})")
+        for line in fuzz.tally_table():
+            terminalreporter.write_line(line)
+
+
+def assert_refused_before_any_run(result, tracking_uri: str, *words: str) -> None:
+    """The user's mistake answered as promised: exit 2, one `airush: error:` line holding `words`, no traceback,
+    and no MLflow run of any status in the store."""
+    import mlflow
+
+    assert result.returncode == 2, (result.stdout[-2000:], result.stderr[-2000:])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("airush: error: ")
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
+    client = mlflow.MlflowClient(tracking_uri)
+    assert not [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]

@@ -13,7 +13,7 @@ from airush.abuse.data.events import EventFiles
 from airush.abuse.data.synthetic import SyntheticSessions
 from airush.errors import DataError
 
-from conftest import run_airush
+from conftest import assert_refused_before_any_run, run_airush
 
 SPLIT = ["task.split.ratios.train=0.6", "task.split.ratios.valid=0.2", "task.split.ratios.test=0.2"]
 
@@ -263,20 +263,6 @@ def write_cli_data(tmp_path):
     return log
 
 
-def assert_refused_in_one_line(result, tracking_uri, *words):
-    assert result.returncode == 2, (result.stdout[-2000:], result.stderr[-2000:])
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("airush: error: ")
-    for word in words:
-        assert word in lines[0], lines[0]
-    assert "Traceback" not in result.stdout + result.stderr
-    client = mlflow.MlflowClient(tracking_uri)
-    experiment = client.get_experiment_by_name("abuse")
-    runs = client.search_runs([experiment.experiment_id]) if experiment else []
-    assert all(r.info.status != "FINISHED" for r in runs)
-
-
 @pytest.mark.slow
 def test_cli_trains_on_user_event_files(tmp_path, tracking_uri):
     write_cli_data(tmp_path)
@@ -320,7 +306,7 @@ def test_cli_refuses_bad_event_files_in_one_line(tmp_path, tracking_uri, mutate,
     result = run_airush(
         ["data=events", "data.events=events.csv", "data.sessions=sessions.csv"], tmp_path, tracking_uri
     )
-    assert_refused_in_one_line(result, tracking_uri, *words)
+    assert_refused_before_any_run(result, tracking_uri, *words)
 
 
 @pytest.mark.slow
@@ -329,10 +315,10 @@ def test_cli_refuses_a_missing_file_in_one_line(tmp_path, tracking_uri):
     result = run_airush(
         ["data=events", "data.events=events.csv", "data.sessions=nope.csv"], tmp_path, tracking_uri
     )
-    assert_refused_in_one_line(result, tracking_uri, f"{tmp_path / 'nope.csv'}: file not found")
+    assert_refused_before_any_run(result, tracking_uri, f"{tmp_path / 'nope.csv'}: file not found")
 
 
 @pytest.mark.slow
 def test_cli_asks_for_the_event_files_in_one_line(tmp_path, tracking_uri):
     result = run_airush(["data=events"], tmp_path, tracking_uri)
-    assert_refused_in_one_line(result, tracking_uri, "data.events, data.sessions must be set")
+    assert_refused_before_any_run(result, tracking_uri, "data.events, data.sessions must be set")

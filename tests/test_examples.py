@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from airush.errors import DataError
+
 from conftest import AIRUSH, REPO, SMALL
 
 EXAMPLE = REPO / "examples" / "airush-example-plugin"
@@ -280,12 +282,9 @@ def test_reproducing_the_users_run_gives_identical_metrics_once_trusted(abuse_ru
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="a --config-dir run does not record its config dir, so `airush reproduce ID` cannot find the "
-    "user's model option ('unknown model sklearn_logreg') unless hydra.searchpath=[file://DIR] is given",
-)
 def test_reproducing_a_config_dir_run_needs_no_search_path(abuse_run, store, user):
+    """A teammate reproduces from the store alone: the user's options are rebuilt from the recorded config
+    (the code must still be importable and trusted)."""
     cwd, uri = store
     result = airush(["reproduce", abuse_run], cwd, uri, user, TRUSTED)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -380,6 +379,78 @@ def test_the_users_recommender_on_the_users_play_logs_serves_the_runs_top_n(user
     served = python(SERVE_MUSIC, [run_id], tmp_path, uri, user, TRUSTED)
     assert served.returncode == 0, served.stderr[-3000:]
     assert served.stdout.split()[-1] == str(150 * 10)
+
+
+LISTENS_USERS = 120
+
+
+def write_listens(path: Path) -> None:
+    """A ListenBrainz export: each user listens mostly to the tracks of one of 4 artists, some more than once."""
+    rng = np.random.default_rng(3)
+    with path.open("w") as out:
+        for u in range(LISTENS_USERS):
+            for i in rng.choice(10, 8, replace=False):
+                for _ in range(int(rng.integers(1, 4))):
+                    listen = {
+                        "user_name": f"listener{u}",
+                        "listened_at": 1_700_000_000 + int(rng.integers(0, 10**6)),
+                        "track_metadata": {
+                            "artist_name": f"artist {u % 4}",
+                            "track_name": f"song {i}",
+                            "release_name": f"album {u % 4}-{i // 5}",
+                        },
+                    }
+                    out.write(json.dumps(listen) + "\n")
+
+
+def test_the_users_data_source_reads_listens_and_names_a_bad_line(tmp_path):
+    listens = example_module("listens")
+    path = tmp_path / "listens.jsonl"
+    write_listens(path)
+    plays = listens.ListenBrainzListens(str(path)).load()
+    assert plays.n_users == LISTENS_USERS and plays.n_items == 40
+    assert plays.interactions["plays"].min() >= 1 and plays.interactions["timestamp"].min() >= 1_700_000_000
+    assert plays.items["artist"].nunique() == 4 and plays.items["album"].nunique() == 8
+    assert "artist 0 - song 0" in set(plays.item_ids)
+    twice = listens.ListenBrainzListens(str(path), min_listens=2).load()
+    assert len(twice.interactions) < len(plays.interactions) and twice.interactions["plays"].min() >= 2
+
+    lines = path.read_text().splitlines()
+    for bad, expected in [
+        ("{not json", "row 3: not JSON"),
+        ('{"user_name": "x", "listened_at": 1}', "row 3: expected an object with track_metadata"),
+        (
+            '{"user_name": "", "listened_at": 1, "track_metadata": {"artist_name": "a", "track_name": "t"}}',
+            "row 3, column 'user_name': expected a non-empty string",
+        ),
+        (
+            '{"user_name": "x", "listened_at": "yesterday", "track_metadata": {"artist_name": "a", "track_name": "t"}}',
+            "row 3, column 'listened_at': expected unix seconds",
+        ),
+    ]:
+        broken = tmp_path / "broken.jsonl"
+        broken.write_text("\n".join([*lines[:2], bad, *lines[2:]]))
+        with pytest.raises(DataError, match=expected):
+            listens.ListenBrainzListens(str(broken)).load()
+
+
+@pytest.mark.slow
+def test_the_users_data_source_runs_and_a_bad_file_is_one_line(user, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    path = tmp_path / "listens.jsonl"
+    write_listens(path)
+    conf = str(user / "airush_example" / "conf")
+    args = ["--config-dir", conf, "task=music", "model=coplay", "data=listenbrainz", f"data.path={path}"]
+    run_id = run_id_of(airush(args, tmp_path, uri, user))
+    run = client(uri).get_run(run_id)
+    assert run.data.tags["airush.data"] == "listenbrainz" and run.data.metrics["ndcg_at_10"] > 0.1
+
+    path.write_text(path.read_text() + "[1, 2]\n")
+    bad = airush(args, tmp_path, uri, user)
+    assert bad.returncode == 2
+    (line,) = bad.stderr.strip().splitlines()
+    assert line.startswith(f"airush: error: {path}, row ") and "track_metadata" in line
+    assert len(client(uri).search_runs([run.info.experiment_id])) == 1  # no FAILED run recorded
 
 
 # --- the Python API ---------------------------------------------------------------------------------------

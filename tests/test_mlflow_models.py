@@ -340,6 +340,7 @@ def test_register_a_sweeps_best_child(tracking_uri, tmp_path, monkeypatch):
         "git.dirty": best.data.tags["git.dirty"],
         "airush.task": "music",
         "airush.model": best.data.tags["airush.model"],
+        "airush.model_sha256": best.data.tags["airush.model_sha256"],  # checked against a download first
         "sweep_run_id": parent.info.run_id,
     }
     # chosen on valid, never on test
@@ -377,17 +378,27 @@ def test_best_child_without_the_sweeps_tag_is_chosen_on_valid_and_tagged_with_bo
     """A sweep that never closed (no `best.run_id`): the best FINISHED child by valid, never by test; test only
     for a child with no valid score. The version carries both values."""
     from airush.records.registry import best_child, register
+    from airush.tracking.model_integrity import MODEL_SHA256_TAG, model_sha256
 
     client = mlflow.MlflowClient(tracking_uri)
     experiment_id = client.create_experiment("abuse", artifact_location=str(tmp_path / "artifacts"))
     parent = client.create_run(experiment_id, tags={"airush.sweep": "parent"})
+    model = tmp_path / "model"  # an MLmodel of our flavor is all registering reads
+    model.mkdir()
+    (model / "MLmodel").write_text(
+        "flavors:\n  python_function:\n    loader_module: airush.tracking.pyfunc_loader\n"
+    )
 
     def child(status: str, **metrics: float) -> str:
-        tags = {"mlflow.parentRunId": parent.info.run_id, "airush.primary_metric": "roc_auc"}
+        tags = {
+            "mlflow.parentRunId": parent.info.run_id,
+            "airush.primary_metric": "roc_auc",
+            MODEL_SHA256_TAG: model_sha256(model),
+        }
         run_id = client.create_run(experiment_id, tags=tags).info.run_id
         for key, value in metrics.items():
             client.log_metric(run_id, key, value)
-        client.log_text(run_id, "flavors: {}", "model/MLmodel")
+        client.log_artifacts(run_id, str(model), "model")
         client.set_terminated(run_id, status)
         return run_id
 

@@ -229,3 +229,111 @@ def test_metric_differences_are_exact():
         "b: 1.0 -> none",
         "c: none -> 2.0",
     ]
+
+
+def _artifact_file(tracking_uri: str, run_id: str, path: str):
+    """The local file behind a run's artifact (sqlite store, artifacts in a folder beside it)."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    from mlflow.tracking import MlflowClient
+
+    root = urlparse(MlflowClient(tracking_uri).get_run(run_id).info.artifact_uri).path
+    return Path(root) / path
+
+
+PICKLE_PAYLOAD = """
+import os, pickle, sys
+class Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {sys.argv[2]}",))
+with open(sys.argv[1], "wb") as out:
+    pickle.dump(Payload(), out)
+"""
+
+
+@pytest.fixture(scope="module")
+def recorded_run(tmp_path_factory):
+    """(cwd, tracking URI, run id) of one small abuse run, its artifacts edited by each test on a copy."""
+    cwd = tmp_path_factory.mktemp("recorded")
+    uri = f"sqlite:///{cwd / 'mlflow.db'}"
+    result = run_airush(["task=abuse", "model=lgbm", *SMALL["abuse"]], cwd, uri)
+    assert result.returncode == 0, result.stderr
+    (run,) = _runs(uri)
+    return cwd, uri, run.info.run_id
+
+
+def _tampered_copy(recorded_run, tmp_path, edit):
+    """A copy of the recorded store whose run's artifact `path` is rewritten by `edit(text) -> text`."""
+    cwd, _uri, run_id = recorded_run
+    copy = tmp_path / "store"
+    shutil.copytree(cwd, copy, ignore=shutil.ignore_patterns("runs", "outputs"))
+    copy_uri = f"sqlite:///{copy / 'mlflow.db'}"
+    import sqlite3
+
+    with sqlite3.connect(copy / "mlflow.db") as db:  # the artifact folder moves with the copy
+        db.execute("UPDATE runs SET artifact_uri = replace(artifact_uri, ?, ?)", (str(cwd), str(copy)))
+        db.execute(
+            "UPDATE experiments SET artifact_location = replace(artifact_location, ?, ?)",
+            (str(cwd), str(copy)),
+        )
+    for path, change in edit.items():
+        target = _artifact_file(copy_uri, run_id, path)
+        target.write_text(change(target.read_text()))
+    return copy, copy_uri, run_id
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "target",
+    ["pandas.read_pickle", "joblib.load", "numpy.load", "torch.load"],
+)
+def test_a_recorded_config_naming_a_loader_runs_nothing(recorded_run, tmp_path, target):
+    """A store anyone can write to: a config edited to unpickle a file is refused before anything is built,
+    in one line naming the key; the pickle's payload never runs."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    evil, marker = tmp_path / "evil.pkl", tmp_path / "PAYLOAD_RAN"
+    subprocess.run([sys.executable, "-c", PICKLE_PAYLOAD, str(evil), str(marker)], check=True)
+
+    def edit(text: str) -> str:
+        config = yaml.safe_load(text)
+        config["features"]["scheme"] = {"_target_": target, "_args_": [str(evil)], "allow_pickle": True}
+        return yaml.safe_dump(config)
+
+    cwd, uri, run_id = _tampered_copy(recorded_run, tmp_path, {"hydra/config_resolved.yaml": edit})
+    result = _reproduce(run_id, uri, cwd)
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert "features.scheme._target_" in line and target in line and "AIRUSH_TRUSTED_PACKAGES" in line
+    assert not marker.exists()
+    assert len(_runs(uri)) == 1  # no reproduction recorded
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("artifact", "text", "expected"),
+    [
+        ("hydra/choices.yaml", "model: ../../../tmp/x\n", "is not a config name"),
+        ("hydra/overrides.yaml", "- features.scheme._target_=builtins.eval\n", "builtins.eval"),
+        ("hydra/config_resolved.yaml", "seed: ${oc.env:HOME}\n", "interpolation at seed"),
+    ],
+    ids=["choice-path", "override-target", "interpolation"],
+)
+def test_other_edits_of_a_recorded_run_are_refused(recorded_run, tmp_path, artifact, text, expected):
+    import yaml
+
+    def edit(current: str) -> str:
+        if artifact == "hydra/config_resolved.yaml":
+            return yaml.safe_dump({**yaml.safe_load(current), **yaml.safe_load(text)}).replace("'", "")
+        return text
+
+    cwd, uri, run_id = _tampered_copy(recorded_run, tmp_path, {artifact: edit})
+    result = _reproduce(run_id, uri, cwd)
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert expected in line
+    assert len(_runs(uri)) == 1

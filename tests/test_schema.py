@@ -116,6 +116,8 @@ def cli_results(tmp_path_factory) -> dict[str, tuple]:
 
     def one(case_id: str, overrides: list[str]):
         cwd = tmp_path_factory.mktemp("cli")
+        for name in ("balabit", "melon", "movielens"):  # there, if empty: a missing folder is refused first
+            (cwd / "data" / name).mkdir(parents=True)
         store = cwd / "mlflow.db"
         return case_id, (
             run_airush(with_small_data(overrides), cwd=cwd, tracking_uri=f"sqlite:///{store}"),

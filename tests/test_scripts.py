@@ -49,7 +49,8 @@ def test_mlflow_server_passes_the_backend_and_artifacts_in_the_environment_not_a
     fake.chmod(0o755)
     backend = "postgresql://bob:s3cret@db.lan:5432/mlflow?sslmode=require&password=s3cret"
     artifacts = "sftp://bob:s3cret@files.lan/mlflow"
-    settings = ("HOST", "PORT", "WORKERS", "ALLOWED_HOSTS")  # the defaults, whatever this shell has set
+    # the defaults, whatever this shell has set
+    settings = ("HOST", "PORT", "WORKERS", "ALLOWED_HOSTS", "AUTH")
     env = {k: v for k, v in os.environ.items() if k not in settings and not k.startswith("MLFLOW_")}
     env |= {"MLFLOW": str(fake), "BACKEND": backend, "ARTIFACTS": artifacts}
     result = subprocess.run(

@@ -1,19 +1,24 @@
 """A team's tracking server: scripts/mlflow_server.sh on loopback, a sweep logged to it, runs read back and a
-model loaded through it."""
+model loaded through it; the same server behind MLflow's authentication (`AUTH=basic-auth`)."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from conftest import REPO, SMALL, run_airush
@@ -45,9 +50,10 @@ def command_lines(process_group: int) -> list[str]:
     return lines
 
 
-@pytest.fixture
-def mlflow_server(tmp_path: Path):
-    """The real server from our script, in its own process group so every worker goes when it stops."""
+@contextmanager
+def running_server(tmp_path: Path, settings: dict[str, str] | None = None) -> Iterator[Server]:
+    """The real server from our script (its `settings` on top), in its own process group so every worker goes
+    when it stops."""
     port = _free_port()
     backend = tmp_path / "server" / "mlflow.db"
     env = os.environ | {
@@ -56,6 +62,7 @@ def mlflow_server(tmp_path: Path):
         "BACKEND": f"sqlite:///{backend}",
         "ARTIFACTS": str(tmp_path / "server" / "artifacts"),
         "MLFLOW": str(Path(sys.executable).parent / "mlflow"),
+        **(settings or {}),
     }
     log = open(tmp_path / "server.log", "w")  # noqa: SIM115  (held open for the server's lifetime)
     proc = subprocess.Popen(
@@ -84,6 +91,12 @@ def mlflow_server(tmp_path: Path):
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path):
+    with running_server(tmp_path) as server:
+        yield server
 
 
 @pytest.mark.slow
@@ -152,3 +165,76 @@ def test_a_sweep_logs_to_a_real_server_on_loopback(mlflow_server, tmp_path):
     stored = [p for p in (tmp_path / "server" / "artifacts").rglob("*") if p.is_file()]
     local = [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
     assert stored and not [p for p in stored + local if b"s3cret" in p.read_bytes()]
+
+
+@pytest.fixture
+def auth_server(tmp_path: Path):
+    """The script's server with MLflow's basic-auth app (`AUTH=basic-auth`): its users in a sqlite file of
+    their own, the admin created on the first start from MLFLOW_AUTH_ADMIN_PASSWORD. (server, admin password)"""
+    users = tmp_path / "auth"
+    users.mkdir()
+    config = users / "basic_auth.ini"
+    config.write_text(
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = sqlite:///{users / 'users.db'}\n"
+        "admin_username = admin\n"
+    )
+    admin_password = secrets.token_urlsafe(16)
+    settings = {
+        "AUTH": "basic-auth",
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(32),
+    }
+    with running_server(tmp_path, settings) as server:
+        yield server, admin_password
+
+
+@pytest.mark.slow
+def test_runs_log_to_a_server_behind_mlflow_authentication(auth_server, tmp_path, monkeypatch):
+    from mlflow.server import get_app_client
+    from mlflow.tracking import MlflowClient
+
+    from airush.tracking.model_integrity import load_run_model
+
+    server, admin_password = auth_server
+    url = server.url
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(urllib.error.HTTPError) as refused:  # no user, no answer
+        urllib.request.urlopen(url + "/api/2.0/mlflow/experiments/search?max_results=1", timeout=10)
+    assert refused.value.code == 401
+    music = ["task=music", *SMALL["music"], "model=pop"]
+    anonymous = run_airush(music, tmp_path, url, timeout=600)
+    assert anonymous.returncode == 2 and len(anonymous.stderr.strip().splitlines()) == 1
+    assert (
+        "failed with error code 401" in anonymous.stderr and "You are not authenticated" in anonymous.stderr
+    )
+
+    # the admin adds a teammate, who logs runs with the credentials in the URI, then in MLflow's variables
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", admin_password)
+    password = secrets.token_urlsafe(16)
+    get_app_client("basic-auth", tracking_uri=url).create_user(username="ann", password=password)
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
+    in_uri = run_airush(music, tmp_path, url.replace("http://", f"http://ann:{password}@"), timeout=600)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "ann")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    in_env = run_airush(music, tmp_path, url, timeout=600)
+    for result in (in_uri, in_env):
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert password not in result.stdout + result.stderr and url in result.stdout
+
+    client = MlflowClient(url)
+    runs = client.search_runs([client.get_experiment_by_name("music").experiment_id])
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    assert password not in json.dumps([[r.info.run_name, r.data.params, r.data.tags] for r in runs])
+    stored = [p for p in (tmp_path / "server" / "artifacts").rglob("*") if p.is_file()]
+    local = [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
+    assert stored and local and not [p for p in stored + local if password.encode() in p.read_bytes()]
+
+    # the model comes back through the server, checked against its run's hash, for the teammate only
+    top = load_run_model(url, runs[0].info.run_id).predict(pd.DataFrame({"user": [0, 1]}), params={"k": 2})
+    assert top.groupby("user").size().tolist() == [2, 2]

@@ -26,21 +26,27 @@ SUBCOMMANDS = {
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
+    from airush.data.inputs import check_inputs
     from airush.job import job_from_hydra
-    from airush.runner import run, sweep_objective
-    from airush.tracking.sweeps import job_failed
 
     job = job_from_hydra()  # the one place a job's facts are read from Hydra
     multirun = job.sweep_dir is not None
     try:
+        check_inputs(cfg)  # a missing input file: one line before pandas, the task's code and MLflow load
+        from airush.runner import run, sweep_objective
+
         return sweep_objective(cfg, run(cfg, job))
     except UserError as err:
         if multirun:
+            from airush.tracking.sweeps import job_failed
+
             return job_failed(err, cfg)  # the sweep goes on and names this job at the end
         _fail(str(err), err.exit_code)  # exit here, before Hydra adds its own "Error executing job" line
         raise
     except Exception as err:
         if multirun:
+            from airush.tracking.sweeps import job_failed
+
             return job_failed(err, cfg)
         _fail_if_store_lost(err)  # before Hydra's "Error executing job" lines
         raise

@@ -88,7 +88,7 @@ def run(cfg: DictConfig, job: JobContext | None = None) -> dict[str, float]:
         )
         tracked.log_curves(getattr(model, "history_", {}))
         tracked.log_metrics(metrics)
-        tracked.log_artifacts(mlflow_model, "model")
+        tracked.log_model(mlflow_model)
         tracked.log_artifacts(run_dir / "evaluation", "evaluation")
 
     console.print_results(
@@ -256,6 +256,10 @@ def log_config(tracked, cfg: DictConfig, run_dir: Path, job: JobContext) -> None
         tracked.log_text(store.redact_text(path.read_text()), f"hydra/{path.name}")
     if not any(path.name == "overrides.yaml" for path in hydra_files):
         tracked.log_text(store.redact_text(yaml.safe_dump(list(job.overrides))), "hydra/overrides.yaml")
+    # which option of each group was composed: a user's option (`--config-dir`) need not exist where the run
+    # is reproduced, and `airush reproduce` rebuilds it from the recorded config
+    choices = {group: option for group, option in job.choices.items() if not group.startswith("hydra/")}
+    tracked.log_text(store.redact_text(yaml.safe_dump(choices)), "hydra/choices.yaml")
     tracked.log_text(resolved, "hydra/config_resolved.yaml")
 
 

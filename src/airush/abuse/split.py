@@ -1,5 +1,6 @@
 """User-disjoint train/valid/test split: no account has sessions on two sides, so a model cannot score a
-session by recognising its account."""
+session by recognising its account. A detector needs both classes in each of its splits: the checks here say
+which split lacks which, before anything is fitted."""
 
 from __future__ import annotations
 
@@ -7,6 +8,14 @@ import numpy as np
 import pandas as pd
 
 from airush.errors import ConfigError
+
+# What a detector does with each split: it cannot do without one.
+SPLIT_USES = {
+    "train": "the detector learns from it",
+    "valid": "the detector early-stops and picks its threshold on it",
+    "test": "the metrics are measured on it",
+}
+LABEL_NAMES = {1: "bot", 0: "human"}
 
 
 def user_disjoint_split(
@@ -67,3 +76,42 @@ def deal(n: int, weights: np.ndarray) -> np.ndarray:
         out[i] = int(np.argmax(deficit))
         counts[out[i]] += 1
     return out
+
+
+def check_split_ratios(fractions: dict[str, float]) -> None:
+    """`task.split.ratios` names train, valid and test, each with a share above 0 (a split of share 0 is
+    empty: see `SPLIT_USES` for why none may be)."""
+    missing = [name for name in SPLIT_USES if name not in fractions]
+    if missing:
+        raise ConfigError(
+            f"task.split.ratios needs train, valid and test; "
+            f"{', '.join(missing)} missing in {dict(fractions)}"
+        )
+    for name, use in SPLIT_USES.items():
+        if not fractions[name] > 0:
+            raise ConfigError(
+                f"task.split.ratios.{name} is {fractions[name]}, so the {name} split is empty, but {use}: "
+                f"give it a share > 0, e.g. task.split.ratios.{name}=0.15"
+            )
+
+
+def missing_class(labels: np.ndarray) -> int | None:
+    """The label (1 before 0) that `labels` never holds; None when both occur."""
+    return next((label for label in (1, 0) if not (labels == label).any()), None)
+
+
+def split_gap(labels: np.ndarray, parts: dict[str, np.ndarray]) -> tuple[str, int | None] | None:
+    """The first of train, valid, test that is empty (label None) or lacks a class (the label it lacks);
+    None when each holds both. `parts` as `user_disjoint_split` returns them, positions into `labels`."""
+    for name in SPLIT_USES:
+        held = labels[parts[name]]
+        if len(held) == 0:
+            return name, None
+        label = missing_class(held)
+        if label is not None:
+            return name, label
+    return None
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

@@ -32,12 +32,19 @@ from airush.abuse.metrics import (
 )
 from airush.abuse.plots import save_evaluation_plots
 from airush.abuse.sequences import SessionSequences, session_sequences
-from airush.abuse.split import user_disjoint_split
-from airush.abuse.verification import AccountVerifier, action_table
+from airush.abuse.split import (
+    LABEL_NAMES,
+    check_split_ratios,
+    missing_class,
+    plural,
+    split_gap,
+    user_disjoint_split,
+)
+from airush.abuse.verification import AccountVerifier, action_table, too_small_accounts
 from airush.compute.devices import fit_devices
 from airush.console import Stages
 from airush.data.fingerprint import frames_fingerprint
-from airush.errors import ConfigError
+from airush.errors import ConfigError, DataError
 from airush.model import one_of
 from airush.task import Task, training_steps
 
@@ -140,10 +147,15 @@ def model_for(cfg: DictConfig, model):
 
 
 def split(prepared: PreparedSessions, cfg: DictConfig) -> SessionSplits:
+    """Train/valid/test by account (scope=session) or the data's own parts (scope=account); one line, before
+    anything is fitted, when a split lacks what the detector needs."""
     sessions = prepared.log.sessions
     if scope(cfg) == "account":
-        return _account_split(prepared)
-    parts = user_disjoint_split(sessions, dict(cfg.task.split.ratios), seed=int(cfg.seed))
+        return _account_split(prepared, float(cfg.task.impostor_ratio))
+    ratios = dict(cfg.task.split.ratios)
+    check_split_ratios(ratios)
+    parts = user_disjoint_split(sessions, ratios, seed=int(cfg.seed))
+    check_session_classes(sessions, parts, cfg)
     return SessionSplits(
         X={k: prepared.features.take(rows) for k, rows in parts.items()},  # DataFrame or SessionSequences
         y={k: sessions["label"].to_numpy()[rows] for k, rows in parts.items()},
@@ -152,7 +164,48 @@ def split(prepared: PreparedSessions, cfg: DictConfig) -> SessionSplits:
     )
 
 
-def _account_split(prepared: PreparedSessions) -> SessionSplits:
+def check_session_classes(sessions: pd.DataFrame, parts: dict[str, np.ndarray], cfg: DictConfig) -> None:
+    """Bot and human sessions in the data, and in each of train, valid and test (else ROC-AUC is NaN, or
+    LightGBM cannot weigh the classes): a DataError naming the split, the class it lacks and how to get it."""
+    labels, users = sessions["label"].to_numpy(), sessions["user_id"].to_numpy()
+    absent = missing_class(labels)
+    if absent is not None:
+        raise DataError(
+            f"the data has no {LABEL_NAMES[absent]} session (label {absent}) among its "
+            f"{plural(len(labels), 'session')}: a detector needs both classes; {more_accounts(cfg, absent)}"
+        )
+    gap = split_gap(labels, parts)
+    if gap is None:
+        return
+    name, label = gap
+    if label is None:
+        raise DataError(
+            f"the {name} split has no session: {plural(np.unique(users).size, 'account')} cannot fill train, "
+            f"valid and test (each account stays in one split); {more_accounts(cfg, None)}"
+        )
+    having = np.unique(users[labels == label]).size
+    raise DataError(
+        f"the {name} split has no {LABEL_NAMES[label]} session (label {label}; 0 of "
+        f"{plural(len(parts[name]), 'session')}): {plural(having, 'account')} "
+        f"{'has' if having == 1 else 'have'} {LABEL_NAMES[label]} sessions and each account stays in one "
+        f"split; {more_accounts(cfg, label)}"
+    )
+
+
+def more_accounts(cfg: DictConfig, label: int | None) -> str:
+    """How to get more accounts (of a class): synthetic data has settings for it, other data needs rows."""
+    if "bot_share" in cfg.data and "n_users" in cfg.data:
+        return {
+            None: "raise data.n_users",
+            1: "raise data.bot_share or data.n_users",
+            0: "lower data.bot_share or raise data.n_users",
+        }[label]
+    if label is None:
+        return "add accounts to the data"
+    return f"add accounts with {LABEL_NAMES[label]} sessions (label {label}) to the data"
+
+
+def _account_split(prepared: PreparedSessions, impostor_ratio: float) -> SessionSplits:
     """The data's own parts: owners' training sessions to learn from, labelled test sessions to score."""
     sessions = prepared.log.sessions.set_index("session_id")
     if "part" not in sessions:
@@ -168,7 +221,47 @@ def _account_split(prepared: PreparedSessions) -> SessionSplits:
         labelled = sessions.loc[np.unique(out.session_id[name])]
         out.y[name] = labelled["label"].to_numpy()
         out.kind[name] = labelled["kind"].to_numpy()
+    check_account_parts(out, impostor_ratio)
     return out
+
+
+def check_account_parts(splits: SessionSplits, impostor_ratio: float) -> None:
+    """Per-account verification can run: every account scored in test has a model learnt from its own train
+    actions against other accounts', and test holds owner and intruder sessions; else a DataError."""
+    where = "task.scope=account"
+    hint = "task.min_action_events and task.action_pause_ms decide which mouse actions count"
+    train_accounts = np.unique(splits.account["train"])
+    if train_accounts.size < 2:
+        raise DataError(
+            f"{where}: the train part has mouse actions of {plural(train_accounts.size, 'account')}; each "
+            f"account's model learns its owner against other accounts' actions, so it needs 2 or more "
+            f"({hint})"
+        )
+    absent = missing_class(splits.y["test"])
+    if absent is not None:
+        names = {0: "owner", 1: "intruder"}
+        raise DataError(
+            f"{where}: the test part has no {names[absent]} session (label {absent}) among its "
+            f"{plural(len(splits.y['test']), 'session')} with mouse actions; verification is scored on both: "
+            f"mark such sessions part=test"
+        )
+    untrained = np.setdiff1d(np.unique(splits.account["test"]), train_accounts)
+    if untrained.size:
+        shown = ", ".join(str(a) for a in untrained[:3]) + (", ..." if untrained.size > 3 else "")
+        raise DataError(
+            f"{where}: {plural(untrained.size, 'account')} scored in the test part "
+            f"{'has' if untrained.size == 1 else 'have'} no mouse actions in the train part ({shown}); each "
+            f"account's sessions are scored by a model of its owner: give them part=train sessions ({hint})"
+        )
+    small = too_small_accounts(splits.account["train"], impostor_ratio)
+    if small:
+        user, (own, impostors) = next(iter(small.items()))
+        raise DataError(
+            f"{where}: account {user}'s model would learn from {plural(own, 'owner action')} and "
+            f"{plural(impostors, 'impostor action')}; it needs one of each and a third to hold out "
+            f"({len(small)} such accounts): raise task.impostor_ratio or give them more part=train sessions "
+            f"({hint})"
+        )
 
 
 def fit(model, splits: SessionSplits, cfg: DictConfig, stages: Stages, devices=None) -> None:

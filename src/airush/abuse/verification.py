@@ -38,6 +38,39 @@ def action_table(log: EventLog, pause_ms: float, min_events: int) -> tuple[pd.Da
 
 
 PROBABILITY_FLOOR = 1e-6  # an action's P is clipped to [floor, 1 - floor]: no single action is certain
+VALID_SHARE = 0.2  # of each account's training actions, held out for early stopping
+
+
+def impostor_counts(own, total: int, impostor_ratio: float) -> np.ndarray:
+    """Other accounts' actions each account's model trains against: `impostor_ratio` per owner action, at
+    most all the others (`own`: owner actions, per account or of one; `total`: actions of all accounts)."""
+    own = np.asarray(own, dtype=np.int64)
+    return np.minimum(total - own, (impostor_ratio * own).astype(np.int64))
+
+
+def too_small_accounts(account: np.ndarray, impostor_ratio: float) -> dict[int, tuple[int, int]]:
+    """{account: (owner actions, impostor actions)} for the accounts whose model cannot be fitted: it needs
+    an action of each class to train on and a third to hold out (LightGBM refuses one class or no holdout)."""
+    users, own = np.unique(account, return_counts=True)
+    impostors = impostor_counts(own, len(account), impostor_ratio)
+    small = (impostors < 1) | (own + impostors < 3)
+    return {
+        int(u): (int(o), int(i)) for u, o, i in zip(users[small], own[small], impostors[small], strict=True)
+    }
+
+
+def mended_holdout(valid: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """A random holdout mask, mended only where it leaves training without a class (a class held out whole
+    gives its first row back) or holds out nothing (the larger class's last row goes), so small accounts
+    still fit; with 3 or more rows, both classes present, both hold afterwards."""
+    valid = valid.copy()
+    for label in (0, 1):
+        rows = np.flatnonzero(y == label)
+        if len(rows) and valid[rows].all():
+            valid[rows[0]] = False
+    if not valid.any():
+        valid[np.flatnonzero(y == np.bincount(y).argmax())[-1]] = True
+    return valid
 
 
 class AccountVerifier:
@@ -50,17 +83,19 @@ class AccountVerifier:
 
     def fit(self, X: pd.DataFrame, account: np.ndarray, bar=None) -> AccountVerifier:
         """X: actions of owners' own sessions; each account's model sees its owner (0) vs a sample of
-        the other accounts' actions (1), `impostor_ratio` times as many; 20% held out for early stopping."""
+        the other accounts' actions (1), `impostor_ratio` times as many; `VALID_SHARE` of them held out for
+        early stopping."""
         rng = np.random.default_rng(self.seed)
         self.models_: dict[int, object] = {}
         self.history_: dict[str, dict[int, float]] = {}
         for user in np.unique(account):
             own = np.flatnonzero(account == user)
             others = np.flatnonzero(account != user)
-            others = rng.choice(others, min(len(others), int(self.impostor_ratio * len(own))), replace=False)
+            n_others = int(impostor_counts(len(own), len(account), self.impostor_ratio))
+            others = rng.choice(others, n_others, replace=False)
             rows = np.r_[own, others]
             y = np.r_[np.zeros(len(own)), np.ones(len(others))].astype(np.int8)
-            valid = rng.random(len(rows)) < 0.2
+            valid = mended_holdout(rng.random(len(rows)) < VALID_SHARE, y)
             model = copy.deepcopy(self.template)
             model.fit(X.iloc[rows[~valid]], y[~valid], X.iloc[rows[valid]], y[valid])
             self.models_[int(user)] = model

@@ -1,4 +1,5 @@
-"""A class's `task` declaration, read from its source without importing it.
+"""A class's `task` declaration (and other literal ones, such as a data source's `inputs`), read from its
+source without importing it.
 
 `airush --help` and the checks before Hydra starts ask every model, data set and feature set which task it
 fits. Importing them all costs a second (pandas, scipy, torch); their source says it in a line:
@@ -10,9 +11,11 @@ importing the class, so the answer is always the class's own.
 from __future__ import annotations
 
 import ast
+import copy
 import importlib.util
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 MAX_DEPTH = 8  # base classes followed; deeper hierarchies are imported
 
@@ -22,8 +25,16 @@ def declared_task(target: str) -> str | None:
     class cannot be found (the caller's error message names the target)."""
     found = _static_attribute(target, "task", MAX_DEPTH)
     if found is not _UNKNOWN:
-        return found  # type: ignore[return-value]
+        return found if isinstance(found, str) else None
     return imported_attribute(target, "task")
+
+
+def declared_literal(target: str, attribute: str) -> Any:
+    """A class attribute written as a literal (text, numbers, and tuples, lists or dicts of them) in the class
+    or a base, read from source without importing anything; None when none declares it or the reader cannot
+    follow (callers use this to answer fast, and check the imported class later)."""
+    found = _static_attribute(target, attribute, MAX_DEPTH)
+    return None if found is _UNKNOWN else copy.deepcopy(found)
 
 
 def imported_attribute(target: str, attribute: str) -> str | None:
@@ -70,7 +81,7 @@ def _static_attribute(target: str, attribute: str, depth: int):
 
 
 def _assigned(statement: ast.stmt, attribute: str):
-    """`attribute = "text"` (or annotated, or None) in a class body; _UNKNOWN when the statement is not one."""
+    """`attribute = <literal>` (or annotated) in a class body; _UNKNOWN when the statement is not one."""
     if isinstance(statement, ast.Assign):
         targets, value = statement.targets, statement.value
     elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
@@ -79,9 +90,10 @@ def _assigned(statement: ast.stmt, attribute: str):
         return _UNKNOWN
     if not any(isinstance(t, ast.Name) and t.id == attribute for t in targets):
         return _UNKNOWN
-    if isinstance(value, ast.Constant) and (value.value is None or isinstance(value.value, str)):
-        return value.value
-    return _UNKNOWN
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return _UNKNOWN
 
 
 def _imported_names(tree: ast.Module, module_name: str, is_package: bool) -> dict[str, str]:

@@ -332,8 +332,8 @@ def _conforms(value: Any, kind: Any) -> bool:
     return True
 
 
-_SINGULAR = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
-_PLURAL = {int: "whole numbers", float: "numbers", bool: "true/false values", str: "strings"}
+_SINGULAR = {int: "a whole number", float: "a finite number", bool: "true or false", str: "a string"}
+_PLURAL = {int: "whole numbers", float: "finite numbers", bool: "true/false values", str: "strings"}
 
 
 def _allowed(kind: Any, rule: Rule | None) -> str:
@@ -398,8 +398,10 @@ def _metric_pattern(name: str) -> str:
 
 
 def _is_whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A whole number that fits in 64 bits (numpy and the libraries beneath take no more)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A finite number: inf or NaN would pass a bound or a setting without one, then break what reads it."""
+    return math.isfinite(value) if isinstance(value, float) else _is_whole(value)

@@ -17,14 +17,6 @@ from airush.errors import DataError
 PARQUET = (".parquet", ".pq")
 
 
-def resolve_path(path: str | Path) -> Path:
-    """A relative path means relative to where airush was started (Hydra jobs keep that as original cwd)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.utils import to_absolute_path
-
-    return Path(to_absolute_path(str(path)) if HydraConfig.initialized() else Path(path).absolute())
-
-
 def read_table(
     path: Path,
     required: Iterable[str],
@@ -71,10 +63,33 @@ def read_table(
         raise DataError(
             f"{problem}; expected columns: {expected}", path=path, row=1 if first_row == 2 else None
         )
+    if first_row == 1:
+        _plain_cells(frame, path)
     if frame.empty:
         raise DataError("has a header but no data rows", path=path)
     frame.attrs["first_row"] = first_row
     return frame
+
+
+def _plain_cells(frame: pd.DataFrame, path: Path) -> None:
+    """Parquet columns hold numbers or text, as every schema's columns do: a list, bytes or a date is refused
+    at its first cell here, not passed on to fail deeper with no file named."""
+    plain = (str, int, float, bool, np.number, np.bool_, type(None))
+    for column in frame.columns:
+        raw = frame[column]
+        if raw.dtype == object:
+            bad = ~raw.map(lambda value: isinstance(value, plain)).to_numpy(bool)
+        elif isinstance(raw.dtype, pd.StringDtype | pd.CategoricalDtype) or pd.api.types.is_numeric_dtype(
+            raw
+        ):
+            continue
+        else:  # dates, durations, intervals, Arrow nested types
+            bad = np.ones(len(raw), bool)
+        if bad.any():
+            i = int(np.argmax(bad))
+            value = raw.iloc[i]
+            got = type(value).__name__ if raw.dtype == object else f"a {raw.dtype} column"
+            raise DataError(f"expected a number or text, got {got}", path=path, row=i + 1, column=str(column))
 
 
 BLANK = ("", "nan", "na", "n/a", "null", "none", "<na>")  # lower-cased cell texts that mean "no value"

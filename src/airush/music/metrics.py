@@ -25,6 +25,8 @@ import scipy.sparse as sp
 from airush.music.ranking import membership, top_k_blocks
 
 METRICS = ("ndcg", "recall", "precision", "hit", "mrr", "map")
+# The default of `task.min_eval_users`: the fewest users valid and test metrics may average over.
+MIN_EVAL_USERS = 10
 
 
 def ranking_metrics_from_hits(

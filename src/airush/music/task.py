@@ -12,15 +12,16 @@ import scipy.sparse as sp
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from airush import console
 from airush.compute.devices import fit_devices
 from airush.console import Stages
 from airush.data.fingerprint import frames_fingerprint
-from airush.errors import ConfigError
+from airush.errors import ConfigError, DataError
 from airush.model import one_of
 from airush.music.data import Plays, filter_plays
 from airush.music.export import check_top_n, top_n_for_all_users, write_top_n
 from airush.music.metadata import ItemMetadata, item_metadata
-from airush.music.metrics import METRICS, full_ranking_metrics
+from airush.music.metrics import METRICS, MIN_EVAL_USERS, full_ranking_metrics
 from airush.music.split import SPLIT_METHODS, split_interactions
 from airush.task import Task, training_steps
 
@@ -87,9 +88,13 @@ def _csr(frame: pd.DataFrame, shape: tuple[int, int], values: np.ndarray | None 
 
 
 def split(prepared: PreparedPlays, cfg: DictConfig) -> PlaySplits:
+    """Train/valid/test interactions as matrices; one line, before anything is fitted, when valid or test
+    would be scored over fewer than `task.min_eval_users` users or the catalogue is too small to rank."""
     plays = prepared.plays
     shape = (plays.n_users, plays.n_items)
+    check_split_names(dict(cfg.task.split.ratios))
     parts = split_interactions(plays.interactions, dict(cfg.task.split), int(cfg.seed))
+    check_evaluable(parts, plays, cfg)
     counts = _csr(parts["train"], shape, parts["train"]["plays"].to_numpy())
     seen = _csr(parts["train"], shape)
     return PlaySplits(
@@ -102,6 +107,63 @@ def split(prepared: PreparedPlays, cfg: DictConfig) -> PlaySplits:
         user_ids=plays.user_ids,
         item_ids=plays.item_ids,
     )
+
+
+def check_split_names(ratios: dict[str, float]) -> None:
+    """train, valid and test, the splits `fit` and `evaluate` read (other names would be left unused)."""
+    missing = [name for name in ("train", "valid", "test") if name not in ratios]
+    if missing:
+        raise ConfigError(
+            f"task.split.ratios needs train, valid and test; {', '.join(missing)} missing in {ratios}"
+        )
+
+
+def check_evaluable(parts: dict[str, pd.DataFrame], plays: Plays, cfg: DictConfig) -> None:
+    """The catalogue has more items than the primary metric's K lists (else every top-K list holds
+    everything), and valid and test each hold at least `task.min_eval_users` users (a mean over fewer is
+    noise, and over none a 0 that would be ranked); else a DataError saying what is short and what to do."""
+    primary = str(cfg.task.primary_metric)
+    k = primary_k(primary, list(cfg.task.ks))
+    if plays.n_items <= k:
+        raise DataError(
+            f"the catalogue has {plays.n_items} item{'' if plays.n_items == 1 else 's'}, no more than the "
+            f"top {k} that {primary} ranks: every list would hold every item; use data with more items, or "
+            f"a task.primary_metric with a smaller K"
+        )
+    minimum = int(cfg.task.get("min_eval_users", MIN_EVAL_USERS))
+    for name in ("valid", "test"):
+        users = int(parts[name]["user"].nunique())
+        if users < minimum:
+            raise DataError(
+                f"the {name} split has {users} user{'' if users == 1 else 's'} to evaluate, fewer than "
+                f"task.min_eval_users={minimum}: {why_few_users(plays, cfg)}; {more_users(cfg)}, "
+                f"or lower task.min_eval_users"
+            )
+
+
+def why_few_users(plays: Plays, cfg: DictConfig) -> str:
+    """Why a split holds few users: per-user splits evaluate only users with enough items."""
+    split_cfg = cfg.task.split
+    if split_cfg.get("method", "random") == "temporal":
+        return (
+            f"task.split.method=temporal scores only who played within the split's share of time "
+            f"({plays.n_users} users in all)"
+        )
+    needed = max(int(split_cfg.get("min_user_interactions", 1)), len(split_cfg.ratios))
+    per_user = np.bincount(plays.interactions["user"].to_numpy(), minlength=plays.n_users)
+    eligible = int((per_user >= needed).sum())
+    return (
+        f"{eligible} of {plays.n_users} users played {needed} or more distinct items "
+        f"(task.split.min_user_interactions; fewer only train)"
+    )
+
+
+def more_users(cfg: DictConfig) -> str:
+    """How to get more users to evaluate: the synthetic data has a setting for it, other data needs rows."""
+    more = "raise data.n_users" if "n_users" in cfg.data else "use data with more users"
+    if cfg.task.split.get("method", "random") == "temporal":
+        return f"{more} or give the split a larger share of time (task.split.ratios)"
+    return f"{more}, lower task.split.min_user_interactions"
 
 
 def fit(model, splits: PlaySplits, cfg: DictConfig, stages: Stages, devices=None) -> None:
@@ -126,7 +188,11 @@ def evaluate(model, splits: PlaySplits, cfg: DictConfig, stages: Stages, out_dir
     bar = stages.stage("evaluate", total=n_test_users)
     masked = (splits.seen_train + splits.valid).tocsr()
     test = full_ranking_metrics(model.score, masked, splits.test, ks, splits.item_popularity, batch, bar)
-    test |= cold_start_metrics(model.score, masked, splits.test, splits.seen_train, ks, batch)
+    cold = cold_start_metrics(model.score, masked, splits.test, splits.seen_train, ks, batch)
+    test |= cold
+    few = few_cold_users_note(cold, int(cfg.task.get("min_eval_users", MIN_EVAL_USERS)))
+    if few:
+        console.warn(few)
     valid_ks = validated_ks(ks, str(cfg.task.primary_metric))
     valid = full_ranking_metrics(model.score, splits.seen_train, splits.valid, valid_ks, None, batch)
     top_n = (cfg.task.get("recommend") or {}).get("top_n")
@@ -146,10 +212,15 @@ def evaluate(model, splits: PlaySplits, cfg: DictConfig, stages: Stages, out_dir
 def validated_ks(ks: list[int], primary_metric: str) -> list[int]:
     """The Ks valid is scored at: the first of `ks`, and the primary metric's own K (a sweep chooses on the
     primary metric on valid, `ndcg_at_20` included)."""
+    return sorted({ks[0], primary_k(primary_metric, ks)})
+
+
+def primary_k(primary_metric: str, ks: list[int]) -> int:
+    """The K in `<metric>_at_<K>`; the first of `ks` for a metric without one."""
     import re
 
     match = re.fullmatch(r"\w+?_at_(\d+)", primary_metric)
-    return sorted({ks[0], *([int(match.group(1))] if match else [])})
+    return int(match.group(1)) if match else int(ks[0])
 
 
 def cold_start_metrics(
@@ -176,6 +247,19 @@ def cold_start_metrics(
     return counts | cold_metrics | {"cold_test_users": metrics["users_evaluated"]}
 
 
+def few_cold_users_note(cold: dict[str, float], minimum: int) -> str | None:
+    """The warning for cold-start metrics averaged over fewer than `minimum` test users (None otherwise).
+    They stay recorded, next to their `cold_test_users`, so a run's metrics do not change with the setting;
+    `airush leaderboard` never ranks them."""
+    users = int(cold.get("cold_test_users", minimum))  # absent: no cold test items, no cold metrics
+    if users >= minimum:
+        return None
+    return (
+        f"cold-start metrics are means over {users} test user{'' if users == 1 else 's'}, fewer than "
+        f"task.min_eval_users={minimum}: recorded, never ranked"
+    )
+
+
 class SplitSettings(TypedDict, total=False):
     method: str  # random | leave_last_out | temporal (airush.music.split)
     ratios: dict[str, float]  # split name -> share (normalised), e.g. {train: 0.8, valid: 0.1, test: 0.1}
@@ -199,6 +283,7 @@ class MusicTask(Task):
     ranges: ClassVar[dict[str, str]] = {
         "ks": "non-empty >= 1",
         "eval_batch_users": ">= 1",
+        "min_eval_users": ">= 1",
         "split": "non-empty",
         "split.method": one_of(SPLIT_METHODS),
         "split.ratios": ">= 0",
@@ -217,6 +302,7 @@ class MusicTask(Task):
         ks: list[int] | tuple[int, ...] = (10, 20, 50),
         eval_batch_users: int = 2048,
         recommend: RecommendSettings | None = None,
+        min_eval_users: int = MIN_EVAL_USERS,
     ) -> None:
         super().__init__(name, primary_metric)
         self.split_settings = split
@@ -224,6 +310,7 @@ class MusicTask(Task):
         self.ks = list(ks)
         self.eval_batch_users = eval_batch_users
         self.recommend = recommend
+        self.min_eval_users = min_eval_users
 
     def reported_metrics(self) -> list[str]:
         """The full-ranking metrics at each K of `ks` (cold-start ones when test has cold items)."""

@@ -4,7 +4,8 @@ Runs that share a config except the seed form one group, shown as mean ± std ov
 the latest), so a lucky seed does not top the board. Groups are ranked only against groups with the same data
 setup (one table each): the same data and the same params that decide the test set. By default each model keeps
 its best group per setup; FAILED and KILLED runs are left out, RUNNING ones (sweep parents too) only counted,
-with those whose process is gone called dead.
+with those whose process is gone called dead. A metric averaged over fewer users than the run's
+`task.min_eval_users` (a music run recorded before that check, a 0 over no users) is never ranked.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from airush.tracking.store import search_all
 # Fallbacks for runs recorded before the `airush.primary_metric` tag; the tag wins.
 PRIMARY = {"abuse": "roc_auc", "music": "ndcg_at_10"}
 HEADLINE = {"abuse": ("pr_auc", "eer"), "music": ("recall_at_10",)}
+# Fallback for runs recorded before `task.min_eval_users` (its default in conf/task/music.yaml); the param wins.
+MIN_EVAL_USERS = 10
 # Params that are not config: what the data turned out to be (dataset.*), and the seed a row averages over
 # (where a run went is left out by airush.config.identity, the one definition of "same config").
 NOT_CONFIG_PREFIXES = ("dataset.",)
@@ -55,6 +58,7 @@ NOT_SETUP = (
     "task.primary_metric",
     "task.ks",
     "task.eval_batch_users",
+    "task.min_eval_users",
     "task.recommend",
     "task.impostor_ratio",
 )
@@ -162,8 +166,22 @@ def _same_value(logged: str, default: Any) -> bool:
 
 
 def metric_value(run, metric: str) -> float | None:
+    """The run's value of `metric`; None when it has none to rank: NaN, or a mean over too few users."""
     value = run.data.metrics.get(metric)
-    return None if value is None or math.isnan(value) else float(value)
+    if value is None or math.isnan(value) or over_too_few_users(run, metric):
+        return None
+    return float(value)
+
+
+def over_too_few_users(run, metric: str) -> bool:
+    """A music metric whose recorded user count (`cold_test_users` for cold-start metrics, `users_evaluated`
+    for test ones) is below the run's `task.min_eval_users` (its default for runs recorded before it)."""
+    if metric.startswith("valid_"):  # valid is refused before fitting when it holds too few users
+        return False
+    users = run.data.metrics.get("cold_test_users" if metric.startswith("cold_") else "users_evaluated")
+    if users is None:
+        return False
+    return users < float(run.data.params.get("task.min_eval_users", MIN_EVAL_USERS))
 
 
 @dataclass
@@ -362,6 +380,12 @@ def main(argv: list[str]) -> int:
         if not setups:
             tables.append({**board, "data": None, "data_params": "", "rows": []})
     if args.metric and runs and not any(t["rows"] for t in tables):
+        few = sum(args.metric in r.data.metrics and over_too_few_users(r, args.metric) for r in runs)
+        if few:
+            raise UserError(
+                f"no finished run has metric '{args.metric}' over enough users: runs reporting it over fewer "
+                f"than task.min_eval_users ({few}) are not ranked"
+            )
         recorded = sorted({m for r in runs for m in r.data.metrics})
         raise UserError(f"no finished run has metric '{args.metric}'; recorded: {', '.join(recorded)}")
     tasks_of_parents = parent_tasks(runs)

@@ -4,13 +4,18 @@
 RUN_ID may be a sweep's parent run: then its best FINISHED child is registered (the child the sweep tagged as
 `best.run_id` when it closed, else the best FINISHED child found now), best by the primary metric on valid, as
 the sweep chooses: choosing on test would leak the test set into the choice. The version is tagged with the
-metric, its test value and its valid value, the run and the git commit it was trained at.
+metric, its test value and its valid value, the run and the git commit it was trained at, and the model's
+content hash: the run's model is downloaded and checked first (a flavor airush wrote, the files the run
+recorded, `airush.tracking.model_integrity`), so a model edited in the store is never given a name.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from airush.errors import UserError
 from airush.records.runs import OneLineParser, default_tracking_uri, find_run, is_sweep_parent, open_store
+from airush.tracking.model_integrity import MODEL_SHA256_TAG
 from airush.tracking.store import redact_uri, search_all
 from airush.tracking.sweeps import sweep_summary
 
@@ -50,6 +55,7 @@ def register(uri: str, run_id: str, name: str):
     if is_sweep_parent(run):
         parent, run = run, best_child(client, run, uri)
     _check_registrable(client, run)
+    model_sha256 = _verified_model(client, run.info.run_id)
     metric = run.data.tags.get("airush.primary_metric", "")
     tags = {
         "metric": metric,
@@ -60,6 +66,7 @@ def register(uri: str, run_id: str, name: str):
         "git.dirty": run.data.tags.get("git.dirty", "unknown"),
         "airush.task": run.data.tags.get("airush.task", ""),
         "airush.model": run.data.tags.get("airush.model", ""),
+        MODEL_SHA256_TAG: model_sha256,
     }
     if parent is not None:
         tags["sweep_run_id"] = parent.info.run_id
@@ -104,6 +111,16 @@ def _check_registrable(client, run) -> None:
         raise UserError(f"run {run_id} is {run.info.status}; only FINISHED runs can be registered")
     if not any(f.path == "model/MLmodel" for f in client.list_artifacts(run_id, "model")):
         raise UserError(f"run {run_id} has no MLflow Model (no model/MLmodel artifact) to register")
+
+
+def _verified_model(client, run_id: str) -> str:
+    """The content hash of the run's model, after checking a download of it against the run's tag."""
+    import tempfile
+
+    from airush.tracking.model_integrity import fetch_run_model
+
+    with tempfile.TemporaryDirectory(prefix="airush-register-") as folder:
+        return fetch_run_model(client, run_id, Path(folder))[1]
 
 
 def _get_run(client, run_id: str, uri: str):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -31,6 +32,13 @@ from airush.tracking.store import redact_uri
 
 CONFIG_ARTIFACT = "hydra/config_resolved.yaml"
 OVERRIDES_ARTIFACT = "hydra/overrides.yaml"
+CHOICES_ARTIFACT = (
+    "hydra/choices.yaml"  # group -> option; runs before it: `hydra.runtime.choices` of hydra.yaml
+)
+HYDRA_ARTIFACT = "hydra/hydra.yaml"
+# Groups whose option is its own config node (`model/als.yaml` -> `model:`): a missing one is rebuilt from it
+NODE_GROUPS = ("model", "data", "features")
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 # Where a run went, not what it computed: taken from today's command, not from the recorded run.
 NOT_REPRODUCED = ("paths", "hydra")
 # Recorded overrides not replayed: where the run went (another store, the original's run dir, its name) and
@@ -61,9 +69,9 @@ def main(argv: list[str]) -> int:
             "choose that store with --tracking-uri, not mlflow.tracking_uri="
         )
     uri = args.tracking_uri or default_tracking_uri()
-    original, config, overrides = recorded_run(uri, args.run_id)
+    original, config, overrides, choices = recorded_run(uri, args.run_id)
     replayed = replayed_overrides(overrides)
-    check_recorded(config, replayed, original.info.run_id)  # before anything is composed or built
+    check_recorded(config, replayed, original.info.run_id, choices)  # before anything is composed or built
     from airush.tracking.run_record import code_fingerprint
 
     current = current_code()
@@ -71,17 +79,26 @@ def main(argv: list[str]) -> int:
     if code != "true":
         warn_code_differs(original, code, current)
     overrides = [*replayed, "+reproduce=run", *args.overrides]
-    run_id = run_again(uri, config, original, overrides, {"airush.reproduce.same_code": code})
+    tags = {"airush.reproduce.same_code": code}
+    run_id = run_again(uri, config, original, overrides, tags, choices)
     report_metrics(uri, original, run_id)
     return 0
 
 
-def check_recorded(config: dict, overrides: list[str], run_id: str) -> None:
+def check_recorded(config: dict, overrides: list[str], run_id: str, choices: dict | None = None) -> None:
     """A recorded run is untrusted input (anyone who can write to the store can edit its artifacts): every
-    `_target_` it names must lie in a trusted package (`airush.trust`), and nothing in it may interpolate
-    (`${oc.env:...}` would copy a secret of this machine into the new run's record). Checked before anything
-    is composed or built; one line naming the key otherwise."""
+    `_target_` it names must lie in a trusted package (`airush.trust`), nothing in it may interpolate
+    (`${oc.env:...}` would copy a secret of this machine into the new run's record), and its group choices
+    must be plain names (they become file names). Checked before anything is composed or built; one line
+    naming the key otherwise."""
     from airush.trust import check_trusted
+
+    for group, option in (choices or {}).items():
+        if not all(SAFE_NAME.fullmatch(part) for part in [*str(group).split("/"), str(option)]):
+            raise UserError(
+                f"run {run_id}'s recorded config choice {str(group)[:40]!r}: {str(option)[:40]!r} is not a "
+                "config name; not reproducing it"
+            )
 
     def walk(node, path: str) -> None:
         if isinstance(node, dict):
@@ -111,10 +128,12 @@ def check_recorded(config: dict, overrides: list[str], run_id: str) -> None:
             check_trusted(value.strip("'\""), f"run {run_id}'s recorded override {key}")
 
 
-def run_again(uri: str, config: dict, original, overrides: list[str], tags: dict[str, str]) -> str:
+def run_again(
+    uri: str, config: dict, original, overrides: list[str], tags: dict[str, str], choices: dict | None = None
+) -> str:
     """Compose the reproduce option with the replayed overrides and run it in this process through the
     Python API (no argv rewriting, no Hydra job); the new run's id. Its provenance tags are set even when
-    it fails."""
+    it fails. Options the run chose that this machine lacks (`choices`) are rebuilt from its config."""
     from airush.api import compose
     from airush.job import job_from_hydra_config
     from airush.runner import run
@@ -128,6 +147,7 @@ def run_again(uri: str, config: dict, original, overrides: list[str], tags: dict
     try:
         with tempfile.TemporaryDirectory(prefix="airush-reproduce-") as config_dir:
             write_reproduce_option(Path(config_dir), config, original)
+            write_missing_options(Path(config_dir), config, choices or {})
             os.environ["MLFLOW_TRACKING_URI"] = uri  # the new run lands beside the one it reproduces
             cfg = compose(overrides, config_dir=config_dir)
             job = job_from_hydra_config(cfg.hydra)
@@ -149,7 +169,7 @@ def run_again(uri: str, config: dict, original, overrides: list[str], tags: dict
 
 
 def recorded_run(uri: str, run_id: str):
-    """(run, its resolved config, its command-line overrides) from the store."""
+    """(run, its resolved config, its command-line overrides, its group choices) from the store."""
     from mlflow.exceptions import MlflowException
 
     client = open_store(uri)
@@ -171,9 +191,24 @@ def recorded_run(uri: str, run_id: str):
             overrides_path = client.download_artifacts(run_id, OVERRIDES_ARTIFACT, tmp)
             config = yaml.safe_load(Path(config_path).read_text())
             overrides = yaml.safe_load(Path(overrides_path).read_text()) or []
+            choices = recorded_choices(client, run_id, logged, tmp)
     except (MlflowException, OSError) as err:
         raise store_error(uri, err) from None
-    return run, config, [str(o) for o in overrides]
+    return run, config, [str(o) for o in overrides], choices
+
+
+def recorded_choices(client, run_id: str, logged: set[str], tmp: str) -> dict[str, str]:
+    """The run's group -> option (hydra/ groups left out); {} for a run that recorded none."""
+    if CHOICES_ARTIFACT in logged:
+        choices = yaml.safe_load(Path(client.download_artifacts(run_id, CHOICES_ARTIFACT, tmp)).read_text())
+    elif HYDRA_ARTIFACT in logged:
+        hydra = yaml.safe_load(Path(client.download_artifacts(run_id, HYDRA_ARTIFACT, tmp)).read_text())
+        choices = (((hydra or {}).get("hydra") or {}).get("runtime") or {}).get("choices")
+    else:
+        choices = None
+    if not isinstance(choices, dict):
+        return {}
+    return {str(k): str(v) for k, v in choices.items() if v is not None and not str(k).startswith("hydra/")}
 
 
 def missing_config_message(run, missing: list[str]) -> str:
@@ -261,6 +296,27 @@ def write_reproduce_option(config_dir: Path, config: dict, run) -> None:
     folder.mkdir(parents=True)
     text = "# @package _global_\n" + yaml.safe_dump(values, sort_keys=False)
     (folder / "run.yaml").write_text(text)
+
+
+def write_missing_options(config_dir: Path, config: dict, choices: dict[str, str]) -> None:
+    """Config options the run chose that this machine's config tree lacks (a `--config-dir` or plugin option
+    of another machine), written from the recorded config: a model/data/features option as its recorded
+    node, any other (an experiment, a search space) as an option that picks the run's recorded
+    model/data/features. The reproduce option lays every recorded value over them, so their content is only
+    what makes the composition choose the same options."""
+    from airush.config.choices import ConfigChoices
+
+    known = ConfigChoices()
+    picks = [f"  - override /{g}: {choices[g]}" for g in NODE_GROUPS if g in choices]
+    for group, option in choices.items():
+        if group == "reproduce" or option in known.options(group):
+            continue
+        path = config_dir / group / f"{option}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if group in NODE_GROUPS and isinstance(config.get(group), dict):
+            path.write_text(yaml.safe_dump(config[group], sort_keys=False))
+        else:
+            path.write_text("\n".join(["# @package _global_", "defaults:", *picks, ""]))
 
 
 def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:

@@ -7,7 +7,9 @@ calls the model class's own `load(directory)` on its npz/json/text files (torch 
 with weights_only=True), so no model is ever pickled. The model's own files sit in `data/<model dir name>/`
 of the MLflow Model (`data/model/` for a run), where the class's `load` still reads them directly;
 `airush_model.json` beside them names the class and its serving wrapper, which the loader imports only from
-the trusted packages (`airush.trust`).
+the trusted packages (`airush.trust`), and the sha256 of every other file there (`files`), which the loader
+checks before it imports or reads anything. A run tags the hash of the whole MLflow Model
+(`airush.tracking.model_integrity`).
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from typing import Any
 
 import pandas as pd
 
+from airush.tracking.model_integrity import OUR_PYFUNC_LOADER, file_digests
+
 EXAMPLE_ROWS = 5  # real rows of the test split (abuse) or user ids (music) kept as the input example
-LOADER_MODULE = "airush.tracking.pyfunc_loader"
-MODEL_INFO = "airush_model.json"  # {"task", "class", "serving", ...}: what the loader builds
+LOADER_MODULE = OUR_PYFUNC_LOADER
+MODEL_INFO = "airush_model.json"  # {"task", "class", "serving", "files", ...}: what the loader builds
 # Warnings MLflow raises while saving that say nothing about our models: integer columns (ids, ranks, counts)
 # "cannot hold missing values", and pandas deprecating a comparison inside MLflow's input-example writer.
 QUIET = ("Hint: Inferred schema contains integer column", "Operation with range is deprecated")
@@ -43,6 +47,7 @@ def save_mlflow_model(task, cfg, model, splits, model_dir: Path, out_dir: Path) 
 def save_pyfunc(model_dir, out_dir, example, output, params, metadata, extra_requirements=()) -> None:
     import mlflow.pyfunc
 
+    seal_info(Path(model_dir))
     mlflow.pyfunc.save_model(
         str(out_dir),
         loader_module=LOADER_MODULE,
@@ -64,6 +69,15 @@ def signature(example: pd.DataFrame, output: Any, params: dict[str, Any] | None 
 def write_info(model_dir: Path, task: str, model, serving: str, **extra: Any) -> None:
     info = {"task": task, "class": class_path(model), "serving": serving, **extra}
     (model_dir / MODEL_INFO).write_text(json.dumps(info, indent=1))
+
+
+def seal_info(model_dir: Path) -> None:
+    """Add to `airush_model.json` the sha256 of every other file of the model's folder, as it is now: what the
+    pyfunc loader checks the folder against before loading it."""
+    path = model_dir / MODEL_INFO
+    info = json.loads(path.read_text())
+    info["files"] = file_digests(model_dir, exclude=(MODEL_INFO,))
+    path.write_text(json.dumps(info, indent=1))
 
 
 def class_path(model) -> str:

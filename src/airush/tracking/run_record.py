@@ -157,6 +157,15 @@ class TrackedRun:
         if local_dir.is_dir() and any(local_dir.iterdir()):
             self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
 
+    def log_model(self, mlflow_model: Path) -> None:
+        """Log the run's MLflow Model folder as its `model` and tag its content hash (`airush.model_sha256`),
+        which airush's loading paths check a download against."""
+        from airush.tracking.model_integrity import MODEL_ARTIFACT, MODEL_SHA256_TAG, model_sha256
+
+        sha = model_sha256(mlflow_model)
+        self.client.log_artifacts(self.run_id, str(mlflow_model), MODEL_ARTIFACT)
+        self.set_tags({MODEL_SHA256_TAG: sha})
+
     def log_text(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, text, artifact_file)
 

@@ -34,7 +34,8 @@ class EventLog:
 class EventSource:
     """What `data=` builds for the abuse task: `load(seed, stages)` returns the sessions' `EventLog` in the
     schema above (`stages`: `airush.console.Stages` for progress, may be None). A user's own source
-    subclasses this, or declares `task = "abuse"`."""
+    subclasses this, or declares `task = "abuse"`; settings that are paths to its files may be declared in
+    `inputs` (`airush.data.inputs`), so a missing one is refused before anything heavy loads."""
 
     task = "abuse"
 

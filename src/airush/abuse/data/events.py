@@ -26,11 +26,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from airush.abuse.data import BUTTONS, EVENT_KINDS, HUMAN, KEY_EVENTS, EventLog, EventSource
+from airush.data.inputs import resolve_path
 from airush.data.tables import (
     PARQUET,
     as_float,
@@ -38,7 +40,6 @@ from airush.data.tables import (
     fail_where,
     integer_column,
     read_table,
-    resolve_path,
 )
 from airush.errors import DataError
 
@@ -55,6 +56,9 @@ KIND_PATTERN = r"[\w.\-]+"  # kinds become MLflow metric names (recall_<kind>)
 
 @dataclass
 class EventFiles(EventSource):
+    # paths the CLI checks first (airush.data.inputs)
+    inputs: ClassVar[dict[str, str]] = {"events": "file", "sessions": "file"}
+
     events: str
     sessions: str
 
@@ -111,11 +115,12 @@ def _read_typed_csv(path: Path, required, optional) -> pd.DataFrame | None:
     }
     expected = [*required, *optional]
     options = csv.ConvertOptions(column_types={c: types[c] for c in expected})
+    keep_blank_lines = csv.ParseOptions(ignore_empty_lines=False)  # a blank line fails here, as in read_table
     try:
-        table = csv.read_csv(path, convert_options=options)
-    except (pa.ArrowException, OSError):
+        table = csv.read_csv(path, parse_options=keep_blank_lines, convert_options=options)
+        names = table.column_names
+    except (pa.ArrowException, OSError, ValueError):  # ValueError: a header that is not UTF-8
         return None
-    names = table.column_names
     if len(set(names)) != len(names) or set(required) - set(names) or set(names) - set(expected):
         return None
     if not table.num_rows:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from airush.abuse.data import BUTTONS, EVENT_KINDS, HUMAN, EventLog, EventSource
+from airush.errors import ConfigError
 from airush.model import check_settings, one_of
 
 SCREEN = (1920.0, 1080.0)  # px
@@ -72,6 +73,15 @@ class SyntheticSessions(EventSource):
 
     def load(self, seed: int, stages=None) -> EventLog:
         check_settings("data", self)
+        for name in ("mouse_actions", "typing_bursts"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ConfigError(f"data.{name}=[{low}, {high}]: expected [low, high] with low <= high")
+        if self.mouse_actions[0] + self.typing_bursts[0] < 1:
+            raise ConfigError(
+                f"data.mouse_actions={list(self.mouse_actions)} and data.typing_bursts={list(self.typing_bursts)} "
+                "both start at 0: a session could have no events; raise either low to 1"
+            )
         rng = np.random.default_rng(seed)
         sessions = assign_sessions(rng, self.n_users, self.sessions_per_user, self.bot_share, self.bot_kinds)
         bar = stages.stage("generate sessions", total=3) if stages else None
@@ -163,6 +173,8 @@ def plan_actions(rng, sessions, params, mouse_range, typing_range) -> pd.DataFra
 
 def _within_session_cumsum(values: np.ndarray, session: np.ndarray) -> np.ndarray:
     """Exclusive cumulative sum restarting at each session (rows sorted by session)."""
+    if not len(values):
+        return np.zeros(0)
     total = np.cumsum(values)
     starts = np.r_[0, np.flatnonzero(np.diff(session)) + 1]
     offset = np.repeat(total[starts] - values[starts], np.diff(np.r_[starts, len(values)]))
@@ -180,7 +192,7 @@ def render_mouse(rng, actions: pd.DataFrame, params) -> pd.DataFrame:
     targets = rng.uniform([10, 10], [SCREEN[0] - 10, SCREEN[1] - 10], (n, 2))
     is_macro = params["fixed_points"][session]
     targets[is_macro] = fixed[session[is_macro], rng.integers(0, 4, is_macro.sum())]
-    first = np.r_[True, session[1:] != session[:-1]]
+    first = np.r_[True, session[1:] != session[:-1]][:n]  # [:n]: no mouse action at all is n = 0
     starts = np.roll(targets, 1, axis=0)
     starts[first] = rng.uniform([0, 0], SCREEN, (first.sum(), 2))
     width = rng.uniform(16, 80, n)  # target size, px
@@ -286,9 +298,9 @@ def render_typing(rng, actions: pd.DataFrame, params) -> pd.DataFrame:
     human = params["style"][key_session] == 0
     dd = draw(rng, *(params[f"dd_{p}"][key_session] for p in ("median", "sigma", "jitter")))
     digraph = np.exp(rng.normal(0, 0.2, (256, 256)))  # fixed per seed: some key pairs are simply faster
-    prev = np.r_[keys[0], keys[:-1]]
+    prev = np.r_[keys[:1], keys[:-1]]  # keys[:1]: no typing burst at all leaves keys empty
     dd = np.where(human, dd * digraph[prev, keys], dd)
-    first = np.r_[True, key_burst[1:] != key_burst[:-1]]
+    first = np.r_[True, key_burst[1:] != key_burst[:-1]][: len(key_burst)]
     dd[first] = 0.0
     offset = _within_session_cumsum(dd, key_burst) + dd  # inclusive: time of each key down in its burst
     hold = draw(rng, *(params[f"hold_{p}"][key_session] for p in ("median", "sigma", "jitter")))

@@ -38,7 +38,8 @@ class Plays:
 class PlaySource:
     """What `data=` builds for the music task: `load(seed, stages)` returns `Plays` in the schema above
     (`stages`: `airush.console.Stages` for progress, may be None). A user's own source subclasses this, or
-    declares `task = "music"`."""
+    declares `task = "music"`; settings that are paths to its files may be declared in `inputs`
+    (`airush.data.inputs`), so a missing one is refused before anything heavy loads."""
 
     task = "music"
 

@@ -9,12 +9,14 @@ as cold-start items. Repeated (user, item) rows add up their plays.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from airush.data.tables import blank_cells, integer_column, number_column, read_table, resolve_path
+from airush.data.inputs import resolve_path
+from airush.data.tables import blank_cells, integer_column, number_column, read_table
 from airush.errors import DataError
 from airush.music.data import Plays, PlaySource
 
@@ -23,6 +25,9 @@ CATEGORIES = ("artist", "album", "genre")
 
 @dataclass
 class InteractionFiles(PlaySource):
+    # paths the CLI checks first (airush.data.inputs)
+    inputs: ClassVar[dict[str, str]] = {"interactions": "file", "items": "file"}
+
     interactions: str
     items: str | None = None
 
@@ -99,7 +104,8 @@ def _no_blanks(frame: pd.DataFrame, column: str, path) -> None:
 
 def _tag_matrix(tags: pd.Series) -> sp.csr_matrix:
     """items x tags counts from "rock|indie|..." cells."""
-    exploded = tags.astype(str).str.split("|").explode().str.strip()
+    text = tags.astype(object).where(tags.notna(), "").astype(str)  # Parquet nulls: no tags
+    exploded = text.str.split("|").explode().str.strip()
     exploded = exploded[exploded != ""]
     codes, names = pd.factorize(exploded, sort=True)
     rows = exploded.index.to_numpy()

@@ -97,6 +97,8 @@ class ArrayReader:
                 except json.JSONDecodeError as err:
                     if not self.refill(at_least=len(self.text)):  # a record bigger than the window
                         self.fail(err.msg, err.pos)
+                except RecursionError:  # json's decoder recurses once per level of nesting
+                    self.fail("a value nested too deeply", self.pos)
             yield record
             index += 1
             following = self.next_record.match(self.text, self.pos)

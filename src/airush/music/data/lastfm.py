@@ -9,18 +9,22 @@ Metadata: each item is its own artist; genre = the artist's most used tag; `item
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from airush.data.tables import integer_column, read_table, resolve_path
+from airush.data.inputs import resolve_path
+from airush.data.tables import integer_column, read_table
 from airush.errors import DataError
 from airush.music.data import Plays, PlaySource
 
 
 @dataclass
 class LastFMHetRec(PlaySource):
+    inputs: ClassVar[dict[str, str]] = {"root": "folder"}  # paths the CLI checks first (airush.data.inputs)
+
     root: str
 
     def load(self, seed: int = 0, stages=None) -> Plays:
@@ -53,7 +57,8 @@ class LastFMHetRec(PlaySource):
         item_tags.sum_duplicates()
         has_tags = np.diff(item_tags.indptr) > 0
         top_tag = np.full(len(item_ids), -1, dtype=np.int64)
-        top_tag[has_tags] = np.asarray(item_tags[has_tags].argmax(axis=1)).ravel()
+        if has_tags.any():  # argmax of an empty selection fails
+            top_tag[has_tags] = np.asarray(item_tags[has_tags].argmax(axis=1)).ravel()
         items = pd.DataFrame(
             {"item": np.arange(len(item_ids)), "artist": np.arange(len(item_ids)), "album": -1, "genre": top_tag,
              "year": -1}

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from airush.data.tables import resolve_path
+from airush.data.inputs import resolve_path
 from airush.errors import DataError
 from airush.model import check_settings
 from airush.music.data import Plays, PlaySource
@@ -41,6 +41,7 @@ DATE = r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2}(\.\d{1,9})?)?"  # Melon's updt_dat
 
 @dataclass
 class MelonPlaylists(PlaySource):
+    inputs: ClassVar[dict[str, str]] = {"root": "folder"}  # paths the CLI checks first (airush.data.inputs)
     ranges: ClassVar[dict[str, str]] = {
         "playlists": "non-empty (name at least one playlist file, e.g. [train.json])"
     }

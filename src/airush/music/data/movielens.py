@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from airush.data.tables import integer_column, number_column, read_table, resolve_path
+from airush.data.inputs import resolve_path
+from airush.data.tables import integer_column, number_column, read_table
 from airush.errors import ConfigError, DataError
 from airush.model import check_settings, one_of
 from airush.music.data import Plays, PlaySource
@@ -78,6 +79,7 @@ class Movies:
 
 @dataclass
 class MovieLens(PlaySource):
+    inputs: ClassVar[dict[str, str]] = {"root": "folder"}  # paths the CLI checks first (airush.data.inputs)
     ranges: ClassVar[dict[str, str]] = {"weight": one_of(WEIGHTS)}
 
     root: str
@@ -241,7 +243,15 @@ def _ml100k_genres(path: Path) -> tuple[str, ...]:
     order = integer_column(frame, "index", path, min_value=0)
     if sorted(order) != list(range(len(order))):
         raise DataError(f"expected the indexes 0..{len(order) - 1}, each once", path=path, column="index")
-    return tuple(frame["genre"].astype(str).to_numpy()[np.argsort(order)])
+    names = frame["genre"].astype(str)
+    taken = names.duplicated() | names.isin(LAYOUTS[0].movie_columns)  # ml-100k: u.item names its columns
+    if taken.any():
+        i = int(np.argmax(taken.to_numpy()))
+        raise DataError(
+            f"genre {names[i]!r} is listed twice or names a u.item column; expected distinct genre names",
+            path=path, row=i + 1, column="genre",
+        )  # fmt: skip
+    return tuple(names.to_numpy()[np.argsort(order)])
 
 
 def read_tags(path: Path, layout: Layout) -> pd.DataFrame:

@@ -22,6 +22,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from airush.errors import ConfigError
 from airush.model import check_settings
 from airush.music.data import Plays, PlaySource
 
@@ -29,6 +30,7 @@ BLOCK_USERS = 512
 YEAR_S = 365 * 24 * 3600
 START_S = 1_700_000_000
 WINDOW_S = 0.3 * YEAR_S  # each user's activity window
+MIN_USER_ITEMS = 5  # items each user plays, at least (and at most a quarter of the catalogue)
 
 
 @dataclass
@@ -43,7 +45,7 @@ class SyntheticPlays(PlaySource):
         "taste_concentration": "> 0",
         "new_item_share": "[0, 1)",
         "new_item_window": "(0, 1]",
-        "new_item_boost": ">= 0",
+        "new_item_boost": "[0, 1000000] (far beyond it, the expected picks overflow numpy's Poisson draw)",
     }
 
     n_users: int = 2000
@@ -65,13 +67,19 @@ class SyntheticPlays(PlaySource):
     def load(self, seed: int, stages=None) -> Plays:
         check_settings("data", self)
         n_old = self.n_items - self.n_new_items
+        if n_old < 4 * MIN_USER_ITEMS:
+            raise ConfigError(
+                f"data.n_items={self.n_items} (new_item_share={self.new_item_share}) leaves {n_old} item(s) "
+                f"released from the start; the synthetic users need at least {4 * MIN_USER_ITEMS} (each plays "
+                f"{MIN_USER_ITEMS} or more of them, at most a quarter)"
+            )
         rng = np.random.default_rng(seed)
         items = make_items(rng, n_old, self.n_artists, self.n_genres)
         log_pop = -self.popularity_exponent * np.log1p(rng.permutation(n_old).astype(np.float64))
         taste = rng.dirichlet(np.full(self.n_genres, self.taste_concentration), self.n_users)
         n_per_user = np.clip(
             rng.lognormal(np.log(self.mean_items_per_user) - 0.18, 0.6, self.n_users).astype(int),
-            5,
+            MIN_USER_ITEMS,
             n_old // 4,
         )
         genre = items["genre"].to_numpy()
