@@ -31,9 +31,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_cli.py
 
-## Open the MLflow UI on the default local store.
+## Open the MLflow UI on the store airush records to from here (= `airush ui`; MLFLOW_TRACKING_URI wins).
 ui: $(STAMP)
-	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/outputs/mlflow.db" --host 127.0.0.1 --port 5000
+	$(BIN)/airush ui
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,43 @@ def assert_refused_before_any_run(result, tracking_uri: str, *words: str) -> Non
     assert "Traceback" not in result.stdout + result.stderr
     client = mlflow.MlflowClient(tracking_uri)
     assert not [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serving_process(command: list[str], ready_url: str, log_path: Path, **popen):
+    """`command` started with setsid (its own process group), its output in `log_path`; yields the process
+    once `ready_url` answers, and stops the whole group afterwards (every worker of a server goes too)."""
+    import signal
+    import time
+    import urllib.request
+
+    log = open(log_path, "w")  # noqa: SIM115  (held open for the process's lifetime)
+    proc = subprocess.Popen(
+        ["setsid", *command], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **popen
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(ready_url, timeout=2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"{command[0]} did not start:\n{log_path.read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield proc
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()

@@ -321,4 +321,4 @@ def test_cli_refuses_a_missing_file_in_one_line(tmp_path, tracking_uri):
 @pytest.mark.slow
 def test_cli_asks_for_the_event_files_in_one_line(tmp_path, tracking_uri):
     result = run_airush(["data=events"], tmp_path, tracking_uri)
-    assert_refused_before_any_run(result, tracking_uri, "data.events, data.sessions must be set")
+    assert_refused_before_any_run(result, tracking_uri, "data.events must be set")

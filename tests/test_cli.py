@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -50,17 +51,26 @@ def test_multirun_makes_one_parent_with_a_child_per_job(tmp_path, tracking_uri):
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["hydra.overrides"].startswith("lr=1e-3,1e-4 ")
     assert parent.data.tags["best.run_id"] in {c.info.run_id for c in children}
-    assert sorted(c.data.params["lr"] for c in children) == ["0.0001", "0.001"]
+    # the terminal ends on the sweep, not on the last job's table
+    tail = result.stdout.strip().splitlines()[-3:]
+    assert tail[0] == f"airush: sweep {parent.info.run_id}: 2 jobs (2 finished)"
+    assert tail[1].startswith(f"airush: best job: run {parent.data.tags['best.run_id']} (lr=")
+    assert "valid_roc_auc" in tail[1] and "(chosen on valid)" in tail[1]
+    assert tail[2].endswith(f"/runs/{parent.data.tags['best.run_id']}")
+    assert sorted(float(c.data.params["model.learning_rate"]) for c in children) == [0.0001, 0.001]
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.info.status == "FINISHED"
         assert "roc_auc" in child.data.metrics
         assert child.data.tags["git.commit"]
-        assert float(child.data.params["model.learning_rate"]) == float(child.data.params["lr"])
+        # params are what runs are compared by: the shorthand's value is the model's, where runs went is a tag
+        assert not {"lr", "resume"} & set(child.data.params)
+        assert not any(k.startswith(("paths.", "mlflow.", "trainer.")) for k in child.data.params)
+        assert child.data.tags["airush.run_dir"].startswith(str(tmp_path))
         hydra_files = {a.path for a in client.list_artifacts(child.info.run_id, "hydra")}
         assert {"hydra/config.yaml", "hydra/hydra.yaml", "hydra/overrides.yaml"} <= hydra_files
         logged = {a.path for a in client.list_artifacts(child.info.run_id, "model")}
-        assert {"model/MLmodel", "model/model.lgb", "model/data"} <= logged  # MLflow's LightGBM flavor
+        assert {"model/MLmodel", "model/data"} <= logged  # our pyfunc; the lightgbm flavor reads model.txt
         ours = {a.path for a in client.list_artifacts(child.info.run_id, "model/data/model")}
         assert {"model/data/model/meta.json", "model/data/model/model.txt"} <= ours
     history = client.get_metric_history(children[0].info.run_id, "valid_binary_logloss")
@@ -95,6 +105,9 @@ def test_same_command_twice_gives_identical_metrics(tmp_path, tracking_uri):
         (["features=binary"], "features 'binary' is for task music, not abuse"),
         (["-m", "task=music", "model=pop,lgbm"], "model 'lgbm' is for task abuse, not music"),
         (["modle=als"], "Could not override 'modle'"),
+        (["leaderbord"], "unknown command 'leaderbord'; did you mean 'airush leaderboard'?"),
+        (["reproduse", "abc"], "did you mean 'airush reproduce'?"),
+        (["train"], "unknown command 'train' (commands: leaderboard,"),
         (["model.factorz=3"], "Could not override 'model.factorz'"),
         pytest.param(["task=music", "lr=0.1"], "model 'als' has no learning rate", marks=pytest.mark.slow),
         pytest.param(["gpus=2"], "runs on CPU only", marks=pytest.mark.slow),
@@ -184,3 +197,20 @@ def test_help_names_the_hydra_plugins_hydra_offers():
         loader = GlobalHydra.instance().config_loader()
         for group, options in HYDRA_CHOICES.items():
             assert set(options) <= set(loader.get_group_options(group)), group
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["abuse", "music"])
+def test_every_run_logs_what_it_printed(task, tmp_path, tracking_uri):
+    """The run's `airush.log` artifact holds its config, each stage with its count and time, and every
+    metric at full precision, whatever the task's libraries log themselves."""
+    result = run_airush([f"task={task}", *SMALL[task]], tmp_path, tracking_uri)
+    assert result.returncode == 0, result.stderr[-2000:]
+    client = mlflow.MlflowClient(tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name(task).experiment_id])
+    log = client.download_artifacts(run.info.run_id, "airush.log", str(tmp_path))
+    text = Path(log).read_text()
+    assert f"task: {task}" in text and f"run dir: {run.data.tags['airush.run_dir']}" in text
+    assert " in " in text and " s\n" in text  # stages: `<stage>: n/total in 0.12 s`
+    metric = run.data.tags["airush.primary_metric"]
+    assert f"metric {metric} = {run.data.metrics[metric]!r}" in text

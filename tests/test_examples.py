@@ -226,19 +226,21 @@ def test_the_users_model_runs_and_is_recorded(abuse_run, store):
     assert {"evaluation/test_predictions.parquet", "evaluation/feature_importance.csv"} <= evaluation
 
 
-# A fresh interpreter serves the run's MLflow Model on its input example (the first rows of the test split)
-# and prints those scores next to the ones the run recorded for the same sessions.
+# A fresh interpreter serves the run's MLflow Model the raw events of the run's first 5 test sessions (its data
+# generated again from the run's resolved config) and prints the scores next to the ones the run recorded.
 SERVE_ABUSE = """
 import json, sys
 import mlflow, pandas as pd
-from mlflow.models import Model
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 run_id = sys.argv[1]
-folder = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model")
-example = Model.load(folder).load_input_example(folder)
-served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(example)
+cfg = OmegaConf.load(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="hydra/config_resolved.yaml"))
 recorded = pd.read_parquet(mlflow.artifacts.download_artifacts(
-    run_id=run_id, artifact_path="evaluation/test_predictions.parquet"))["score"].head(len(example))
-print(json.dumps({"served": [float(s) for s in served], "recorded": recorded.tolist()}))
+    run_id=run_id, artifact_path="evaluation/test_predictions.parquet")).head(5)
+events = instantiate(cfg.data).load(seed=int(cfg.seed)).events
+events = events[events["session_id"].isin(recorded["session_id"])].astype({"event": str, "button": str})
+served = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(events).set_index("session_id")["score"]
+print(json.dumps({"served": served.loc[recorded["session_id"]].tolist(), "recorded": recorded["score"].tolist()}))
 """
 
 

@@ -25,6 +25,7 @@ GENERIC = (
     "airush.job",
     "airush.model",
     "airush.task",
+    "airush.inference",
 )
 MAX_LINES = 450
 

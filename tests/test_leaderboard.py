@@ -497,3 +497,33 @@ def test_find_run_takes_a_full_id_or_a_unique_prefix(tracking_uri):
     unique = next(run_id[:n] for n in range(4, 32) if sum(i.startswith(run_id[:n]) for i in ids) == 1)
     assert find_run(client, unique).info.run_id == run_id
     assert find_run(client, "nope") is None and find_run(client, "0" * 32) is None
+
+
+def test_a_reproduction_and_a_tuned_run_rank_with_the_config_they_computed(tmp_path, capsys):
+    """`+reproduce=run` and `hparams_search=...` choose values, which show as params: a reproduction joins
+    its original's row (the same config and seed: it stands for that seed), and neither option is shown as a
+    key parameter."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    metrics = {"ndcg_at_10": 0.2, "users_evaluated": 100.0}
+    original = record(uri, "music", "als", 1, metrics, model_params={"factors": 128})
+    reproduction = record(
+        uri,
+        "music",
+        "als",
+        1,
+        metrics,
+        model_params={"factors": 128},
+        tags={"hydra.overrides": "task=music model=als seed=1 model.factors=128 +reproduce=run"},
+    )
+    record(
+        uri,
+        "music",
+        "als",
+        2,
+        metrics,
+        model_params={"factors": 128},
+        tags={"hydra.overrides": "hparams_search=music_als model.factors=128 seed=2"},
+    )
+    (row,) = board(uri, capsys)["tables"][0]["rows"]
+    assert row["key_params"] == "factors=128" and row["n"] == 2  # one run per seed: the latest
+    assert reproduction in row["run_ids"] and original not in row["run_ids"]

@@ -138,29 +138,46 @@ def train_and_fetch(cfg, tracking_uri: str, tmp_path: Path) -> TrainedRun:
 
 
 @pytest.mark.slow
-def test_abuse_lightgbm_model_scores_sessions_like_the_run(compose_cfg, tracking_uri, tmp_path):
+def test_abuse_lightgbm_model_scores_sessions_from_raw_events_like_the_run(
+    compose_cfg, tracking_uri, tmp_path
+):
+    from airush.abuse.data.events import EVENT_COLUMNS
     from airush.abuse.models.lgbm import LightGBMDetector
 
     cfg = compose_cfg(SMALL["abuse"])
     trained = train_and_fetch(cfg, tracking_uri, tmp_path)
-    splits, local, mlmodel = trained.splits, trained.local, trained.mlmodel
-    assert "lightgbm" in mlmodel.flavors and mlmodel.signature is not None
-    assert (
-        LightGBMDetector.load(local / "data" / "model").feature_names_
-        == mlmodel.signature.inputs.input_names()
-    )
+    splits, prepared, local, mlmodel = trained.splits, trained.prepared, trained.local, trained.mlmodel
+    # our pyfunc over raw events, and MLflow's LightGBM flavor on the same booster text beside it
+    assert mlmodel.flavors["python_function"]["loader_module"] == "airush.tracking.pyfunc_loader"
+    assert mlmodel.signature.inputs.input_names() == list(EVENT_COLUMNS)
+    assert mlmodel.signature.outputs.input_names() == ["session_id", "score"]
+    info = json.loads((local / "data" / "model" / "airush_model.json").read_text())
+    assert info["features"] == {
+        "_target_": "airush.abuse.features.SessionFeatures",
+        "keyboard": True,
+        "mouse": True,
+    }
 
-    X = splits.X["test"]
     expected = pd.read_parquet(Path(cfg.paths.run_dir) / "evaluation" / "test_predictions.parquet")
     assert expected["session_id"].tolist() == splits.session_id["test"].tolist()
-    reordered = X[X.columns[::-1]]  # columns are matched by name, not position
-    (scores,) = fresh_predict(
+    booster = mlflow.lightgbm.load_model(str(local))
+    detector = LightGBMDetector.load(local / "data" / "model")
+    X = splits.X["test"][detector.feature_names_]
+    np.testing.assert_array_equal(booster.predict(X), expected["score"].to_numpy())
+
+    # the test sessions' raw events, rows shuffled (sessions interleaved), event and button as text
+    events = prepared.log.events
+    events = events[events["session_id"].isin(expected["session_id"])]
+    events = events.astype({"event": str, "button": str}).sample(frac=1.0, random_state=0)
+    (scored,) = fresh_predict(
         tracking_uri,
         f"runs:/{trained.run_id}/model",
-        [{"input": write_input(reordered, tmp_path / "X.parquet")}],
+        [{"input": write_input(events, tmp_path / "events.parquet")}],
         tmp_path,
     )
-    np.testing.assert_array_equal(scores["score"].to_numpy(), expected["score"].to_numpy())
+    assert scored["session_id"].tolist() == events["session_id"].unique().tolist()  # in the order asked
+    served = scored.set_index("session_id")["score"].loc[expected["session_id"]]
+    np.testing.assert_allclose(served.to_numpy(), expected["score"].to_numpy(), rtol=1e-9)
 
 
 @pytest.mark.slow

@@ -119,6 +119,7 @@ def test_a_changed_model_file_is_refused_in_one_line(music_run, tracking_uri, mo
         register(tracking_uri, run_id, "music-pop")
 
 
+@pytest.mark.slow
 def test_a_file_added_to_the_model_is_refused(music_run, tracking_uri, monkeypatch):
     client, run_id, folder = music_run
     (folder / "data" / "model" / "extra.py").write_text("print('hello')\n")
@@ -129,7 +130,9 @@ def test_a_file_added_to_the_model_is_refused(music_run, tracking_uri, monkeypat
         mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
 
 
-@pytest.mark.parametrize("retag", [False, True], ids=["same-tag", "tag-rewritten-too"])
+@pytest.mark.parametrize(
+    "retag", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["same-tag", "tag-rewritten-too"]
+)
 def test_a_cloudpickle_model_swapped_in_never_runs(music_run, tracking_uri, tmp_path, retag):
     client, run_id, folder = music_run
     marker = swap_for_payload(folder, tmp_path)
@@ -153,6 +156,7 @@ def test_a_cloudpickle_model_swapped_in_never_runs(music_run, tracking_uri, tmp_
     assert marker.read_text() == "the payload ran"
 
 
+@pytest.mark.slow
 def test_a_run_recorded_without_a_hash_is_refused_with_how_to_record_it_again(music_run, tracking_uri):
     client, run_id, _ = music_run
     client.delete_tag(run_id, MODEL_SHA256_TAG)
@@ -164,6 +168,7 @@ def test_a_run_recorded_without_a_hash_is_refused_with_how_to_record_it_again(mu
     )
 
 
+@pytest.mark.slow
 def test_register_tags_the_version_with_the_models_hash(music_run, tracking_uri):
     from airush.records.registry import register
 
@@ -173,11 +178,16 @@ def test_register_tags_the_version_with_the_models_hash(music_run, tracking_uri)
 
 
 @pytest.mark.slow
-def test_a_lightgbm_detector_loads_through_mlflows_lightgbm_flavor(compose_cfg, tracking_uri):
+def test_a_lightgbm_detector_loads_through_our_pyfunc_with_mlflows_lightgbm_flavor_beside(
+    compose_cfg, tracking_uri, tmp_path
+):
     client, run_id, _ = trained_run(compose_cfg, tracking_uri, SMALL["abuse"])
-    model = load_run_model(client, run_id)
-    example = model.input_example
-    assert len(model.predict(example)) == len(example)
+    model = load_run_model(client, run_id)  # raw events in, one score per session out
+    scored = model.predict(model.input_example)
+    assert scored["session_id"].tolist() == [1, 2] and scored["score"].between(0, 1).all()
+    local, _ = fetch_run_model(client, run_id, tmp_path / "download")
+    booster = mlflow.lightgbm.load_model(str(local))  # the booster text, over session features
+    assert type(booster).__name__ == "Booster" and booster.num_feature() > 0
 
 
 PYFUNC = {"loader_module": "airush.tracking.pyfunc_loader", "data": "data/model", "python_version": "3.11"}
@@ -189,7 +199,13 @@ BOOSTER = {"data": "model.lgb", "model_class": "lightgbm.basic.Booster", "code":
     [
         ({"python_function": PYFUNC}, None),
         ({"python_function": {**PYFUNC, "code": None, "streamable": False}}, None),
+        ({"python_function": PYFUNC, "lightgbm": BOOSTER}, None),  # a detector since abuse models take events
         ({"python_function": {**PYFUNC, "loader_module": "mlflow.lightgbm"}, "lightgbm": BOOSTER}, None),
+        (
+            {"python_function": PYFUNC, "lightgbm": BOOSTER | {"code": "code"}},
+            "declares a lightgbm flavor with code",
+        ),
+        ({"python_function": {**PYFUNC, "loader_module": "mlflow.lightgbm"}}, "loaded by mlflow.lightgbm"),
         (
             {
                 "python_function": {**PYFUNC, "loader_module": "mlflow.lightgbm"},

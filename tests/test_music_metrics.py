@@ -503,3 +503,36 @@ def test_valid_is_scored_at_the_primary_metrics_k_too(ks, primary, expected):
     from airush.music.task import validated_ks
 
     assert validated_ks(ks, primary) == expected
+
+
+def test_music_plots_draw_what_the_metrics_hold(tmp_path):
+    from airush.music.plots import metrics_over_k, save_evaluation_plots
+
+    metrics = {
+        "ndcg_at_10": 0.1,
+        "ndcg_at_20": 0.15,
+        "recall_at_10": 0.2,
+        "cold_ndcg_at_10": 0.05,
+        "cold_ndcg_at_20": 0.06,
+        "valid_ndcg_at_10": 0.3,
+        "coverage_at_10": 0.3,
+        "mean_popularity_at_10": 12.0,
+        "users_evaluated": 50.0,
+    }
+    assert metrics_over_k(metrics) == {
+        "ndcg": {10: 0.1, 20: 0.15},
+        "recall": {10: 0.2},
+        "coverage": {10: 0.3},
+        "mean_popularity": {10: 12.0},
+    }
+    assert metrics_over_k(metrics, "cold_") == {"ndcg": {10: 0.05, 20: 0.06}}
+    written = save_evaluation_plots(metrics, {"train_loss": {0: 1.0, 1: 0.5}, "flat": {0: 1.0}}, tmp_path)
+    names = [p.name for p in written]
+    assert names == [
+        "metrics_over_k.png",
+        "cold_vs_all.png",
+        "coverage_popularity.png",
+        "training_curves.png",
+    ]
+    assert all(p.stat().st_size > 1000 for p in written)
+    assert save_evaluation_plots({"users_evaluated": 3.0}, {}, tmp_path / "none") == []

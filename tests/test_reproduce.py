@@ -92,7 +92,7 @@ def test_a_reproduction_of_a_run_with_added_keys_reproduces_again(tmp_path, trac
     assert twice.returncode == 0, twice.stderr
     _, first, second = _runs(tracking_uri)
     assert second.data.tags["airush.reproduces"] == first.info.run_id
-    assert second.data.params["mlflow.note"] == "baseline"
+    assert second.data.tags["mlflow.note.content"] == "baseline"  # the run's description in the UI
     assert second.data.tags["airush.metrics_identical"] == "true"
     assert second.data.metrics == first.data.metrics == original.data.metrics
 

@@ -6,11 +6,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,13 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, SMALL, run_airush
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from conftest import REPO, SMALL, free_port, run_airush, serving_process
 
 
 @dataclass
@@ -54,7 +45,7 @@ def command_lines(process_group: int) -> list[str]:
 def running_server(tmp_path: Path, settings: dict[str, str] | None = None) -> Iterator[Server]:
     """The real server from our script (its `settings` on top), in its own process group so every worker goes
     when it stops."""
-    port = _free_port()
+    port = free_port()
     backend = tmp_path / "server" / "mlflow.db"
     env = os.environ | {
         "PORT": str(port),
@@ -64,33 +55,10 @@ def running_server(tmp_path: Path, settings: dict[str, str] | None = None) -> It
         "MLFLOW": str(Path(sys.executable).parent / "mlflow"),
         **(settings or {}),
     }
-    log = open(tmp_path / "server.log", "w")  # noqa: SIM115  (held open for the server's lifetime)
-    proc = subprocess.Popen(
-        ["setsid", str(REPO / "scripts" / "mlflow_server.sh")],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url + "/health", timeout=2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"server did not start:\n{(tmp_path / 'server.log').read_text()[-3000:]}")
-                time.sleep(0.5)
+    command = [str(REPO / "scripts" / "mlflow_server.sh")]
+    with serving_process(command, url + "/health", tmp_path / "server.log", env=env) as proc:
         yield Server(url, proc.pid, backend)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 @pytest.fixture
@@ -238,3 +206,25 @@ def test_runs_log_to_a_server_behind_mlflow_authentication(auth_server, tmp_path
     # the model comes back through the server, checked against its run's hash, for the teammate only
     top = load_run_model(url, runs[0].info.run_id).predict(pd.DataFrame({"user": [0, 1]}), params={"k": 2})
     assert top.groupby("user").size().tolist() == [2, 2]
+
+
+@pytest.mark.slow
+def test_airush_ui_serves_the_store_of_the_directory_it_runs_in(tmp_path):
+    """`airush ui` (and `make ui`) open the store `airush` recorded to from here, whatever the repo's own."""
+    assert run_airush(["task=music", "model=pop", *SMALL["music"]], tmp_path).returncode == 0
+    assert (tmp_path / "outputs" / "mlflow.db").is_file()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=music"
+    command = [str(Path(sys.executable).parent / "airush"), "ui", "--port", str(port)]
+    env |= {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with serving_process(command, url, tmp_path / "ui.log", cwd=tmp_path, env=env):
+        body = urllib.request.urlopen(url, timeout=10).read()
+    assert json.loads(body)["experiment"]["name"] == "music"
+
+
+def test_airush_ui_refuses_a_store_that_is_not_there(tmp_path):
+    result = run_airush(["ui"], tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert f"no MLflow store at {tmp_path / 'outputs' / 'mlflow.db'}" in result.stderr
+    assert not (tmp_path / "outputs").exists()

@@ -22,8 +22,19 @@ def _runs(tracking_uri: str):
     experiments = client.search_experiments()
     runs = client.search_runs([e.experiment_id for e in experiments], max_results=1000)
     parents = [r for r in runs if r.data.tags.get("airush.sweep") == "parent"]
-    children = [r for r in runs if r.data.tags.get("airush.sweep") != "parent"]
+    # the jobs' own runs, not a later sweep's links to the runs it reused
+    children = [
+        r for r in runs if r.data.tags.get("airush.sweep") != "parent" and "airush.reuses" not in r.data.tags
+    ]
     return client, parents, children
+
+
+def _links(tracking_uri: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=1000)
+    return [r for r in runs if "airush.reuses" in r.data.tags]
 
 
 def _second_job_failed(args: list[str], tmp_path, tracking_uri) -> str:
@@ -63,11 +74,22 @@ def test_rerunning_a_sweep_reuses_finished_jobs_unless_told_not_to(tmp_path, tra
     _, _, first = _runs(tracking_uri)
     second = run_airush(args, tmp_path, tracking_uri)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("reused") == 2
+    assert second.stdout.count("· reused") == 2  # each job's table title
     _, parents, children = _runs(tracking_uri)
     assert len(children) == 2 and {r.info.run_id for r in children} == {r.info.run_id for r in first}
     assert all(p.info.status == "FINISHED" for p in parents) and len(parents) == 2
     assert parents[0].data.tags["best.run_id"] in {r.info.run_id for r in first}
+    # the second sweep's parent shows both jobs: links to the runs they reused, with their metrics
+    second_parent = max(parents, key=lambda p: p.info.start_time)
+    links = _links(tracking_uri)
+    assert {r.data.tags["mlflow.parentRunId"] for r in links} == {second_parent.info.run_id}
+    by_id = {r.info.run_id: r for r in first}
+    assert sorted(r.data.tags["airush.reuses"] for r in links) == sorted(by_id)
+    for link in links:
+        assert link.info.status == "FINISHED"
+        assert link.data.metrics == by_id[link.data.tags["airush.reuses"]].data.metrics
+    assert second_parent.info.run_name == "sweep ×2: model=pop,ease"
+    assert "2 jobs (2 reused)" in second.stdout
 
     third = run_airush([*args, "resume=false"], tmp_path, tracking_uri)
     assert third.returncode == 0 and "reused" not in third.stdout
@@ -223,7 +245,7 @@ def test_resume_trains_again_when_the_data_changed(tmp_path, tracking_uri):
     args = ["-m", "task=music", "data=plays", f"data.interactions={plays}", "model=pop,itemknn"]
     assert run_airush(args, tmp_path, tracking_uri).returncode == 0
     same = run_airush(args, tmp_path, tracking_uri)
-    assert same.returncode == 0 and same.stdout.count("reused") == 2, same.stderr
+    assert same.returncode == 0 and same.stdout.count("· reused") == 2, same.stderr
     plays.write_text("user,item,plays\n" + "".join(f"{u},{i},{n + 1}\n" for u, i, n in rows))
     changed = run_airush(args, tmp_path, tracking_uri)
     assert changed.returncode == 0, changed.stderr

@@ -21,6 +21,9 @@ SUBCOMMANDS = {
     "compare": "airush.records.compare",
     "reproduce": "airush.records.reproduce",
     "register": "airush.records.registry",
+    "ui": "airush.records.ui",
+    "predict": "airush.inference.predict",
+    "serve": "airush.inference.serve",
 }
 
 
@@ -48,7 +51,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
             from airush.tracking.sweeps import job_failed
 
             return job_failed(err, cfg)
-        _fail_if_store_lost(err)  # before Hydra's "Error executing job" lines
+        _fail_if_store_lost(err, cfg)  # before Hydra's "Error executing job" lines
         raise
     finally:
         from airush.compute.devices import release_devices
@@ -81,6 +84,7 @@ def main() -> None:
 
             command = importlib.import_module(SUBCOMMANDS[sys.argv[1]])
             sys.exit(command.main(sys.argv[2:]))
+        _refuse_unknown_command(sys.argv[1:])
         from airush.config.command_line import check_command_line, config_choices
 
         if {"--help", "-h"} & set(sys.argv[1:]):
@@ -116,20 +120,55 @@ def main() -> None:
         _fail(message)
 
 
-def _fail_if_store_lost(err: BaseException) -> None:
+def _refuse_unknown_command(args: list[str]) -> None:
+    """A first word that is neither an override (`key=value`, `~key`, `+key=...`) nor an option, but close to
+    a subcommand (`airush leaderbord`), is a typo: say which command was meant, not Hydra's grammar error."""
+    import difflib
+
+    if not args or args[0].startswith(("-", "+", "~")) or "=" in args[0]:
+        return
+    close = difflib.get_close_matches(args[0], SUBCOMMANDS, n=1, cutoff=0.6)
+    meant = f"; did you mean 'airush {close[0]}'?" if close else ""
+    raise UserError(
+        f"unknown command '{args[0]}'{meant} (commands: {', '.join(SUBCOMMANDS)}; "
+        "anything else is key=value overrides)"
+    )
+
+
+def _fail_if_store_lost(err: BaseException, cfg: DictConfig | None = None) -> None:
     """The machine refused (disk full, read-only, permission denied) or the tracking store failed mid-run
     (server gone, database unusable): one line, exit 1. Other errors are bugs of ours and keep their
     traceback."""
     from airush.errors import environment_error_line
     from airush.tracking.store import error_line, store_failure
 
-    refused = environment_error_line(err)
+    refused = environment_error_line(err, _write_places(cfg))
     if refused is not None:
         print(f"airush: error: {refused}", file=sys.stderr)
         sys.exit(1)
     if store_failure(err):
         print(f"airush: error: MLflow tracking store failed: {error_line(err)}", file=sys.stderr)
         sys.exit(1)
+
+
+def _write_places(cfg: DictConfig | None) -> list[str]:
+    """Where this job writes: its run dir, Hydra's output dir, the sqlite store's folder, the working dir."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    places = []
+    for key in ("paths.run_dir", "mlflow.tracking_uri"):
+        try:
+            places.append(str(OmegaConf.select(cfg, key)) if cfg is not None else "")
+        except Exception:  # an interpolation that cannot resolve here: that place is not named
+            continue
+    if HydraConfig.initialized():
+        places.append(str(HydraConfig.get().runtime.output_dir))
+    places.append(os.environ.get("MLFLOW_TRACKING_URI", ""))
+    places = [
+        p[len("sqlite:///") :].rsplit("/", 1)[0] or "/" if p.startswith("sqlite:///") else p for p in places
+    ]
+    return [p for p in [*places, os.getcwd()] if p and "://" not in p and p != "None"]
 
 
 def _exit_if_jobs_failed() -> None:

@@ -1,8 +1,15 @@
-"""Everything airush prints: config summary at start, progress bars per stage, results table at the end."""
+"""Everything airush prints: config summary at start, progress bars per stage, results table at the end.
+
+Each of those also goes, as plain lines, to the run's log (`airush.log` in the run dir, logged with the run):
+the config, every stage with its count and time, every metric at full precision, every warning.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -23,6 +30,7 @@ def print_config_summary(rows: Iterable[tuple[str, Any]]) -> None:
     table.add_column()
     for key, value in rows:
         table.add_row(key, str(value))
+        run_log().info("%s: %s", key, value)
     console().print(table)
 
 
@@ -44,6 +52,14 @@ class Stages:
 
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
+        for task in self._progress.tasks:
+            run_log().info(
+                "%s: %d/%d in %.2f s",
+                task.description,
+                task.completed,
+                task.total or 0,
+                task.finished_time or task.elapsed or 0.0,
+            )
 
     def stage(self, description: str, total: int) -> StageBar:
         """Start a bar for one stage; the code doing the work advances it."""
@@ -67,8 +83,19 @@ def print_results(title: str, metrics: dict[str, float], footer: Iterable[tuple[
     """Metrics as a table: `name_at_K` metrics as a name x K grid, the rest one per row."""
     out = console()
     out.print(results_table(title, metrics))
+    log = run_log()
+    log.info("%s", title)
     for key, value in footer:
         out.print(f"[bold]{key}:[/bold] {value}", soft_wrap=True, highlight=False)
+        log.info("%s: %s", key, value)
+
+
+def log_metrics(metrics: dict[str, float]) -> None:
+    """Every metric at full precision in the run's log (called while the run is open, so its logged copy
+    has them)."""
+    log = run_log()
+    for name, value in metrics.items():
+        log.info("metric %s = %r", name, value)
 
 
 def results_table(title: str, metrics: dict[str, float]) -> Table:
@@ -107,3 +134,37 @@ def warn(message: str) -> None:
     import sys
 
     print(f"airush: warning: {message}", file=sys.stderr)
+    run_log().warning("%s", message)
+
+
+RUN_LOG = "airush.run"
+
+
+def run_log() -> logging.Logger:
+    """The run's own log: the log files the root logger writes (Hydra's `<run dir>/airush.log`), never the
+    terminal (what goes there is printed above)."""
+    log = logging.getLogger(RUN_LOG)
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    own = [h for h in log.handlers if getattr(h, "airush_run_log", False)]
+    log.handlers = own or [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    return log
+
+
+@contextmanager
+def run_log_in(run_dir: Path) -> Iterator[None]:
+    """Without a Hydra job (the Python API, `reproduce`), the run's log is `<run dir>/airush.log` too."""
+    if any(isinstance(h, logging.FileHandler) for h in logging.getLogger().handlers):
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "airush.log")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    handler.airush_run_log = True  # type: ignore[attr-defined]
+    log = logging.getLogger(RUN_LOG)
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()

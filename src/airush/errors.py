@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -72,21 +74,47 @@ def causes(err: BaseException | None) -> Iterator[BaseException]:
         err = err.__cause__ or err.__context__
 
 
-def environment_error_line(err: BaseException) -> str | None:
+def environment_error_line(err: BaseException, places: Iterable[str | os.PathLike] = ()) -> str | None:
     """One line for a failure of the environment (disk full, read-only, permission denied) anywhere in the
-    exception's chain, naming the file when the system said which; None for anything else. Never includes
-    SQL statements or their parameter values."""
+    exception's chain, naming the file when the system said which, else (a full disk) which of `places`
+    (where the failed process writes: its run dir, its store) has no room left; None for anything else.
+    Never includes SQL statements or their parameter values."""
     for link in causes(err):
         if isinstance(link, OSError) and link.errno in _ENVIRONMENT_ERRNOS:
             where = link.filename or getattr(link, "filename2", None)
-            return (
-                f"cannot write {where}: {_ENVIRONMENT_ERRNOS[link.errno]}"
-                if where
-                else _ENVIRONMENT_ERRNOS[link.errno]
-            )
+            if where:
+                return f"cannot write {where}: {_ENVIRONMENT_ERRNOS[link.errno]}"
+            full = full_places(places) if link.errno in (28, 122) else []
+            if full:
+                return f"{_ENVIRONMENT_ERRNOS[link.errno]}: {', '.join(full)}"
+            return _ENVIRONMENT_ERRNOS[link.errno]
         if type(link).__name__ == "OperationalError" and type(link).__module__ in ("sqlite3", "_sqlite3"):
             text = str(link).strip().lower()
             for needle, meaning in _SQLITE_MESSAGES.items():
                 if needle in text:
                     return f"MLflow database: {meaning}"
     return None
+
+
+FULL_BYTES = 1 << 20  # a filesystem with less room than this is the full one
+
+
+def full_places(places: Iterable[str | os.PathLike]) -> list[str]:
+    """`places` (or their nearest existing parent) on a filesystem with under FULL_BYTES free, each once."""
+    import shutil
+
+    full, seen = [], set()
+    for place in places:
+        if str(place) in seen:
+            continue
+        seen.add(str(place))
+        path = Path(place).absolute()
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        try:
+            free = shutil.disk_usage(path).free
+        except OSError:
+            continue
+        if free < FULL_BYTES:
+            full.append(f"{place} ({free // 1024} KiB free)")
+    return full

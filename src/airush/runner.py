@@ -35,16 +35,25 @@ def run(cfg: DictConfig, job: JobContext | None = None) -> dict[str, float]:
     run_record.last_run_id = None  # a sweep worker runs many jobs: a job failing early must not name the last
     cfg, job = split_job(cfg, job)
     built = build(cfg, job)
-    cfg, task, model_cls = built.cfg, built.task, built.model_cls
+    cfg = built.cfg
     run_dir = Path(cfg.paths.run_dir)
-    model_name = job.choice("model", cfg)
     # impossible gpus / trainer requests: one line, before any work; the one plan every step uses
-    devices = device_plan(cfg, model_name, model_cls, (job.sweep_dir, job.num))
+    devices = device_plan(cfg, job.choice("model", cfg), built.model_cls, (job.sweep_dir, job.num))
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     uri = str(cfg.mlflow.tracking_uri)
     if store.has_credentials(uri):
         run_dir.chmod(0o700)  # what Hydra wrote there is the user's alone
+    with console.run_log_in(run_dir):
+        return run_built(built, job, devices, uri)
+
+
+def run_built(built: Built, job: JobContext, devices, uri: str) -> dict[str, float]:
+    """`run` once the config is checked and the devices planned: everything it prints also goes to the run's
+    log."""
+    cfg, task, model_cls = built.cfg, built.task, built.model_cls
+    run_dir = Path(cfg.paths.run_dir)
+    model_name = job.choice("model", cfg)
     console.print_config_summary(config_summary(cfg, job, run_dir, uri))
     with console.Stages() as stages:  # the user's data is read, checked and split before any run exists
         prepared = task.prepare(cfg, stages)
@@ -72,9 +81,11 @@ def run(cfg: DictConfig, job: JobContext | None = None) -> dict[str, float]:
         parent_id,
         run_dir,
     ) as tracked:
-        tracked.log_params(run_params(cfg))
+        tracked.log_params(run_params(cfg, model_cls))
+        tracked.set_tags(settings_tags(cfg, run_dir))
         log_config(tracked, cfg, run_dir, job)  # first: a run that fails later can still be reproduced
-        tracked.set_tags({"data.fingerprint": prepared.fingerprint})
+        # what else the task says about its data, e.g. abuse's airush.test_data
+        tracked.set_tags({"data.fingerprint": prepared.fingerprint, **getattr(prepared, "tags", {})})
         check_reproduced_data(cfg, prepared.fingerprint, tracked)
         tracked.log_params({f"dataset.{k}": str(v) for k, v in prepared.stats.items()})
         with console.Stages() as stages:
@@ -88,6 +99,7 @@ def run(cfg: DictConfig, job: JobContext | None = None) -> dict[str, float]:
         )
         tracked.log_curves(getattr(model, "history_", {}))
         tracked.log_metrics(metrics)
+        console.log_metrics(metrics)
         tracked.log_model(mlflow_model)
         tracked.log_artifacts(run_dir / "evaluation", "evaluation")
 
@@ -281,8 +293,11 @@ def reuse_finished_run(
     if finished.data.tags.get("data.fingerprint") != fingerprint:
         console.warn(f"run {run_id} has this config but other data: training again")
         return None
-    sweep_parent_run(client, experiment_id, job.sweep_dir)  # the sweep's record lists reused jobs too
+    parent_id = sweep_parent_run(client, experiment_id, job.sweep_dir)  # its record lists reused jobs too
     record_job(job.sweep_dir, job.num, list(job.overrides), "REUSED", run_id=run_id)
+    run_record.link_reused_run(
+        client, experiment_id, parent_id, finished, store.redact_text(" ".join(job.overrides))
+    )
     console.print_results(
         f"{cfg.task.name} · {job.choice('model', cfg)} · reused, resume=false retrains",
         dict(finished.data.metrics),
@@ -342,10 +357,34 @@ def model_kwargs(cfg: DictConfig) -> dict[str, Any]:
     return {**kwargs, "seed": int(cfg.seed)}
 
 
-def run_params(cfg: DictConfig) -> dict[str, str]:
+# `mlflow.*` settings airush itself reads; any other (`+mlflow.note=...`) is the user's and becomes a tag
+MLFLOW_SETTINGS = ("tracking_uri", "experiment", "artifact_location", "run_name")
+
+
+def run_params(cfg: DictConfig, model_cls: type | None = None) -> dict[str, str]:
+    """What a user compares runs by: config values that change what a run computes
+    (`airush.config.identity.computes`: not output paths, the store, `resume`); not the `lr` shorthand, whose
+    value is the model's `learning_rate`; `trainer.*` only for models that train with it (torch)."""
+    from airush.config.identity import computes
+
     params = run_record.flatten(OmegaConf.to_container(cfg, resolve=True))
-    params["mlflow.tracking_uri"] = store.redact_uri(params["mlflow.tracking_uri"])
-    return params
+    trains_with_trainer = bool(getattr(model_cls, "supports_gpu", False))
+    return {
+        key: value
+        for key, value in params.items()
+        if computes(key) and key != "lr" and (trains_with_trainer or not key.startswith("trainer."))
+    }
+
+
+def settings_tags(cfg: DictConfig, run_dir: Path) -> dict[str, str]:
+    """Where the run went and the user's own `mlflow.*` notes, as tags (`mlflow.note` is the run's
+    description in the UI)."""
+    tags = {"airush.run_dir": str(run_dir)}
+    for key, value in (cfg.mlflow or {}).items():
+        if key not in MLFLOW_SETTINGS and value is not None:
+            name = "mlflow.note.content" if key == "note" else f"airush.mlflow.{key}"
+            tags[name] = store.redact_text(str(value))
+    return tags
 
 
 def config_summary(cfg: DictConfig, job: JobContext, run_dir: Path, uri: str) -> list[tuple[str, Any]]:
@@ -358,7 +397,7 @@ def config_summary(cfg: DictConfig, job: JobContext, run_dir: Path, uri: str) ->
             "seed / gpus / lr",
             f"{cfg.seed} / {cfg.gpus} / {cfg.lr if cfg.lr is not None else 'model default'}",
         ),
-        ("overrides", " ".join(job.overrides) or "none"),
+        ("overrides", store.redact_text(" ".join(job.overrides)) or "none"),
         ("tracking", f"{store.redact_uri(uri)} · experiment '{cfg.mlflow.experiment}'"),
         ("run dir", run_dir),
     ]

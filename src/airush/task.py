@@ -9,12 +9,16 @@ feature set fits task T when its class's `task` attribute is T (inherited from T
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from omegaconf import DictConfig
 
 from airush.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Prepared(Protocol):
@@ -88,6 +92,19 @@ class Task:
         import importlib
 
         importlib.import_module(self.serving_module).save_mlflow_model(cfg, model, splits, model_dir, out_dir)
+
+    # Where `predictions` lives: by default the `predict` module beside the one defining the task's class
+    # (`airush.music.task` -> `airush.music.predict`).
+    predict_module: str = ""
+
+    def predictions(self, trained: Any, source: Any, options: Any) -> Iterator[pd.DataFrame]:
+        """Predictions of a recorded run's model (`airush.inference.trained.TrainedModel`) on the data
+        `source` loads (labels not read), as chunks of rows written as they come (`airush predict`);
+        `options`: `airush.inference.predict.PredictOptions`."""
+        import importlib
+
+        module = self.predict_module or f"{type(self).__module__.rpartition('.')[0]}.predict"
+        return importlib.import_module(module).predictions(trained, source, options)
 
 
 def training_steps(model: Any) -> int:

@@ -78,3 +78,48 @@ def recall_at_fpr(y_true: np.ndarray, scores: np.ndarray, max_fpr: float = 0.01)
 
     fpr, tpr, _ = roc_curve(y_true, scores)
     return float(tpr[fpr <= max_fpr].max())
+
+
+def threshold_at_fpr(y_true: np.ndarray, scores: np.ndarray, max_fpr: float = 0.01) -> float:
+    """The lowest score threshold (score >= threshold = bot) flagging at most `max_fpr` of the human
+    sessions (label 0) of `y_true`; chosen on valid, so test reports how that rate holds on unseen data."""
+    human = np.sort(scores[y_true == 0])
+    if human.size == 0:
+        return float(np.nextafter(scores.max(), np.inf)) if scores.size else 1.0
+    allowed = int(np.floor(max_fpr * human.size + 1e-9))  # human sessions that may be flagged
+    if allowed >= human.size:
+        return float(human[0])
+    return float(np.nextafter(human[human.size - allowed - 1], np.inf))
+
+
+def defined_metrics(
+    y_true: np.ndarray, scores: np.ndarray, threshold: float, strict_threshold: float | None = None
+) -> dict[str, float]:
+    """What a test set's classes define, never a NaN: ROC-AUC, PR-AUC, F1, precision and recall only with
+    both classes, the false-positive rate (`fpr`, share of human sessions flagged) with humans, recall with
+    bots; always the share of sessions flagged (`flag_rate`) and score quantiles (`score_p50/p90/p99`).
+
+    `strict_threshold` (the valid 1%-FPR threshold, `threshold_at_fpr`) adds `strict_fpr` and
+    `strict_flag_rate` at it, so a test set of humans only (real users, no bots) still says how often the
+    detector would flag a person at an operating point chosen to flag 1% of them."""
+    flagged = scores >= threshold
+    if has_both_classes(y_true):
+        out = detection_metrics(y_true, scores, threshold)
+    else:
+        out = {"threshold": float(threshold)}
+        if int(np.sum(y_true)) > 0:
+            out["recall"] = float(flagged[y_true == 1].mean())
+    humans = y_true == 0
+    if humans.any():
+        out["fpr"] = float(flagged[humans].mean())
+    out["flag_rate"] = float(flagged.mean()) if flagged.size else 0.0
+    if strict_threshold is not None:
+        strict = scores >= strict_threshold
+        out["strict_threshold"] = float(strict_threshold)
+        out["strict_flag_rate"] = float(strict.mean()) if strict.size else 0.0
+        if humans.any():
+            out["strict_fpr"] = float(strict[humans].mean())
+    if scores.size:
+        for q in (50, 90, 99):
+            out[f"score_p{q}"] = float(np.percentile(scores, q))
+    return {k: v for k, v in out.items() if np.isfinite(v)}

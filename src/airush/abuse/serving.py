@@ -1,13 +1,17 @@
 """The abuse task's MLflow Models: what `mlflow.pyfunc.load_model("runs:/<id>/model")` serves.
 
-Feature models take session features and return P(bot) per row (LightGBM detectors through MLflow's own
-LightGBM flavor, booster text); models that read raw events (model=seq) take the events schema and return
-`session_id, score` per session; per-account verifiers also take the claimed `account` of each row.
+Every session detector (LightGBM, model=seq, a user's own) takes raw events in the abuse events schema
+(`session_id, t_ms, event, key, x, y, button`; event and button as text) and returns `session_id, score`
+(P(bot)) per session: the MLflow Model carries the run's feature pipeline, its `features` config saved as
+plain JSON params in `airush_model.json` and rebuilt at load from trusted targets only
+(`airush.abuse.predict.build_pipeline`), so features are computed by the same code as in training. A
+LightGBM detector's MLmodel also lists MLflow's `lightgbm` flavor on its booster text, so
+`mlflow.lightgbm.load_model` still returns the booster (which takes session features). Per-account
+verifiers (task.scope=account) take one row of action features per mouse action plus the claimed `account`.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +22,7 @@ from airush.errors import UserError
 from airush.tracking.mlflow_model import (
     EXAMPLE_ROWS,
     metadata,
-    requirements,
     save_pyfunc,
-    signature,
     write_info,
 )
 
@@ -28,58 +30,56 @@ ACCOUNT_COLUMN = "account"  # per-account verification: the account a row claims
 
 
 def save_mlflow_model(cfg, model, splits, model_dir: Path, out_dir: Path) -> None:
-    from airush.abuse.models.lgbm import LightGBMDetector
-
-    if getattr(model, "inputs", "features") == "sequences":
+    if hasattr(model, "models_"):  # AccountVerifier
+        _save_verifier(model, splits, model_dir, out_dir)
+    else:
         _save_events_model(cfg, model, model_dir, out_dir)
-    elif isinstance(model, LightGBMDetector):
-        _save_lightgbm(model, splits, model_dir, out_dir)
-    else:
-        _save_features_model(model, splits, model_dir, out_dir)
 
 
-def _save_lightgbm(model, splits, model_dir: Path, out_dir: Path) -> None:
-    """MLflow's LightGBM flavor on the booster text the detector saved (its best iteration only)."""
-    import lightgbm as lgb
-    import mlflow.lightgbm
-
-    example = splits.X["test"][model.feature_names_].head(EXAMPLE_ROWS)
-    booster = lgb.Booster(model_file=str(model_dir / "model.txt"))
-    mlflow.lightgbm.save_model(
-        booster,
-        str(out_dir),
-        signature=signature(example, booster.predict(example)),
-        input_example=example,
-        pip_requirements=requirements("lightgbm", "numpy", "pandas"),
-        metadata=metadata("abuse", model),
-    )
-    shutil.copytree(model_dir, out_dir / "data" / model_dir.name)  # where pyfunc models keep them too
-
-
-def _save_features_model(model, splits, model_dir: Path, out_dir: Path) -> None:
-    """Any other abuse model: features in, P(bot) out; a per-account verifier also takes `account`."""
+def _save_verifier(model, splits, model_dir: Path, out_dir: Path) -> None:
+    """A per-account verifier: action features plus the claimed `account` in, P(not the owner) per row out."""
     X = splits.X["test"]
-    if hasattr(model, "models_"):  # AccountVerifier: one model per account, rows routed by claimed account
-        inner = next(iter(model.models_.values()))
-        example = X[_feature_names(inner, X)].head(EXAMPLE_ROWS).copy()
-        example[ACCOUNT_COLUMN] = np.asarray(splits.account["test"][: len(example)], dtype=np.int64)
-    else:
-        example = X[_feature_names(model, X)].head(EXAMPLE_ROWS)
+    inner = next(iter(model.models_.values()))
+    example = X[_feature_names(inner, X)].head(EXAMPLE_ROWS).copy()
+    example[ACCOUNT_COLUMN] = np.asarray(splits.account["test"][: len(example)], dtype=np.int64)
     write_info(model_dir, "abuse", model, serving=f"{__name__}.AbuseScores")
     output = AbuseScores(model).predict(example)
     save_pyfunc(model_dir, out_dir, example, output, None, metadata("abuse", model))
 
 
 def _save_events_model(cfg, model, model_dir: Path, out_dir: Path) -> None:
-    """A model that reads raw events (model=seq): events in, `session_id, score` per session out. What the run
-    keeps holds no raw events, so the input example is `example_events()`, two short sessions in the schema."""
-    devices = {name: bool(cfg.features.get(name, True)) for name in ("keyboard", "mouse")}
-    write_info(model_dir, "abuse", model, serving=f"{__name__}.SessionEventScores", events=devices)
+    """A session detector: raw events in, `session_id, score` per session out, through the run's feature
+    pipeline. What the run keeps holds no raw events, so the input example is `example_events()`."""
+    from airush.abuse.models.lgbm import LightGBMDetector
+    from airush.abuse.predict import build_pipeline, pipeline_params
+
+    params = pipeline_params(cfg, model)
+    write_info(model_dir, "abuse", model, serving=f"{__name__}.SessionEventScores", features=params)
     example = example_events()
-    output = SessionEventScores(model, **devices).predict(example)
-    save_pyfunc(
-        model_dir, out_dir, example, output, None, metadata("abuse", model), extra_requirements=("torch",)
+    output = SessionEventScores(model, build_pipeline(params)).predict(example)
+    lightgbm = isinstance(model, LightGBMDetector)
+    extra = ("lightgbm",) if lightgbm else ("torch",) if model.inputs == "sequences" else ()
+    save_pyfunc(model_dir, out_dir, example, output, None, metadata("abuse", model), extra_requirements=extra)
+    if lightgbm:
+        add_lightgbm_flavor(out_dir, f"data/{model_dir.name}/model.txt")
+
+
+def add_lightgbm_flavor(out_dir: Path, booster_path: str) -> None:
+    """List MLflow's `lightgbm` flavor on the booster text beside our pyfunc, so `mlflow.lightgbm.load_model`
+    returns the booster (over session features); the pyfunc flavor stays ours (raw events)."""
+    import lightgbm as lgb
+    from mlflow.models import Model
+
+    path = Path(out_dir) / "MLmodel"
+    mlmodel = Model.load(str(path))
+    mlmodel.add_flavor(
+        "lightgbm",
+        lgb_version=lgb.__version__,
+        data=booster_path,
+        model_class="lightgbm.basic.Booster",
+        code=None,
     )
+    mlmodel.save(str(path))
 
 
 def _feature_names(model, X: pd.DataFrame) -> list[str]:
@@ -104,7 +104,10 @@ def example_events() -> pd.DataFrame:
 
 
 class AbuseScores:
-    """Session (or action) features in, P(bot) per row out; per-account verifiers also need `account`."""
+    """Session (or action) features in, P(bot) per row out; per-account verifiers also need `account`.
+    Serves per-account verifiers, and feature models recorded before models took raw events."""
+
+    features = None  # no feature pipeline: it takes features, not raw events
 
     def __init__(self, model) -> None:
         self.model = model
@@ -112,6 +115,9 @@ class AbuseScores:
     @classmethod
     def from_info(cls, model, directory: Path, info: dict[str, Any]) -> AbuseScores:
         return cls(model)
+
+    def get_raw_model(self) -> AbuseScores:
+        return self
 
     def predict(self, data: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
         if not hasattr(self.model, "models_"):
@@ -141,36 +147,28 @@ def verifier_scores(models: dict[int, Any], data: pd.DataFrame) -> np.ndarray:
 
 class SessionEventScores:
     """Raw events in, P(bot) per session out as rows `session_id, score`, sessions in the order they first
-    appear. Columns as in the abuse events schema (`airush.abuse.data`): session_id, t_ms (ms), event, key
-    (virtual key code, -1 on mouse events), x, y (screen px, NaN on key events), button; event and button as
-    text. A session's rows are put in time order (ties keep theirs), as the run's data loader has them.
-    `keyboard`/`mouse`: which device's events the model was trained on (`features=keyboard|mouse`)."""
+    appear (`airush.abuse.predict.score_sessions`). Columns as in the abuse events schema
+    (`airush.abuse.data`): session_id, t_ms (ms, any origin), event, key (virtual key code, -1 on mouse
+    events), x, y (screen px, NaN on key events), button; event and button as text. `features`: the run's
+    feature pipeline (session features, or `SequenceInputs` for model=seq)."""
 
-    def __init__(self, model, keyboard: bool = True, mouse: bool = True) -> None:
+    def __init__(self, model, features) -> None:
         self.model = model
-        self.keyboard, self.mouse = keyboard, mouse
+        self.features = features
 
     @classmethod
     def from_info(cls, model, directory: Path, info: dict[str, Any]) -> SessionEventScores:
-        return cls(model, **info.get("events", {}))
+        from airush.abuse.predict import SequenceInputs, build_pipeline
+
+        if "features" in info:
+            return cls(model, build_pipeline(info["features"]))
+        return cls(model, SequenceInputs(**info.get("events", {})))  # model=seq saved before `features`
+
+    def get_raw_model(self) -> SessionEventScores:
+        """What `PyFuncModel.get_raw_model()` returns: this wrapper (the detector and its feature pipeline)."""
+        return self
 
     def predict(self, data: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        from airush.abuse.data import BUTTONS, EVENT_KINDS
-        from airush.abuse.data.events import EVENT_COLUMNS
-        from airush.abuse.sequences import session_sequences
+        from airush.abuse.predict import score_sessions
 
-        missing = [c for c in EVENT_COLUMNS if c not in data]
-        if missing:
-            raise UserError(
-                f"events need the columns {', '.join(EVENT_COLUMNS)}; missing {', '.join(missing)}"
-            )
-        for column, names in (("event", EVENT_KINDS), ("button", BUTTONS)):
-            unknown = sorted(set(data[column].astype(str).unique()) - set(names))
-            if unknown:
-                raise UserError(f"unknown {column} {unknown[0]!r}; expected one of {', '.join(names)}")
-        session = data["session_id"].to_numpy(np.int64)
-        events = data.iloc[np.lexsort((data["t_ms"].to_numpy(np.float64), session))]
-        asked = pd.unique(session)
-        ids = np.sort(asked)
-        scores = self.model.predict_proba(session_sequences(events, ids, self.keyboard, self.mouse))
-        return pd.DataFrame({"session_id": asked, "score": scores[np.searchsorted(ids, asked)]})
+        return score_sessions(self.model, self.features, data)

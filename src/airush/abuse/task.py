@@ -4,6 +4,11 @@ task.scope=session (default): one model scores every session (bot or human?), us
 task.scope=account: per-account verification (is this the account's owner?), for data that fixes its own
 train/test parts such as Balabit: sessions are cut into mouse actions, one model per account.
 
+The test set is a user-disjoint share of the data (`task.split.ratios`), the sessions the data marks
+`part=test`, or every session of a second data set (`task.test_data`, e.g. `+data@task.test_data=balabit`):
+train on one data set, test on another. A test set of one class (real humans, no bots) reports the metrics
+it defines: false-positive and flag rates, score quantiles (`airush.abuse.metrics.defined_metrics`).
+
 What a model reads is its class attribute `inputs`: "features" (default; one row of session statistics per
 session, a DataFrame) or "sequences" (`airush.abuse.sequences.SessionSequences`, raw per-event inputs), so
 only what the chosen model needs is built. `features=keyboard|mouse` selects the events either one sees.
@@ -11,7 +16,7 @@ only what the chosen model needs is built. `features=keyboard|mouse` selects the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypedDict
 
@@ -23,21 +28,23 @@ from omegaconf import DictConfig
 from airush.abuse.data import EventLog
 from airush.abuse.metrics import (
     best_f1_threshold,
-    detection_metrics,
+    defined_metrics,
     equal_error_rate,
     has_both_classes,
     ranking_metrics,
     recall_at_fpr,
     recall_by_kind,
+    threshold_at_fpr,
 )
 from airush.abuse.plots import save_evaluation_plots
 from airush.abuse.sequences import SessionSequences, session_sequences
 from airush.abuse.split import (
-    LABEL_NAMES,
+    check_session_classes,
     check_split_ratios,
     missing_class,
+    part_test_rows,
     plural,
-    split_gap,
+    split_around_test,
     user_disjoint_split,
 )
 from airush.abuse.verification import AccountVerifier, action_table, too_small_accounts
@@ -50,6 +57,10 @@ from airush.task import Task, training_steps
 
 SCOPES = ("session", "account")
 INPUTS = ("features", "sequences")
+# task.test_labels: "data" = the test data's own labels; "human" = every test session is a person's (label 0),
+# for real logs whose labels mean something else (Balabit's 1 = someone other than the owner, still human)
+TEST_LABELS = ("data", "human")
+STRICT_FPR = 0.01  # the operating point `strict_*` metrics are measured at: 1% of valid's humans flagged
 
 
 @dataclass
@@ -59,8 +70,10 @@ class PreparedSessions:
     # inputs are "sequences", one event sequence per session
     features: pd.DataFrame | SessionSequences
     unit_session: np.ndarray  # the session each feature row belongs to
-    fingerprint: str
+    fingerprint: str  # of the data and, with task.test_data, of the test data too
     stats: dict[str, Any]
+    test: PreparedSessions | None = None  # task.test_data: its sessions, all of them the test split
+    tags: dict[str, str] = field(default_factory=dict)  # run tags, e.g. airush.test_data
 
 
 @dataclass
@@ -91,11 +104,64 @@ def model_inputs(cfg: DictConfig) -> str:
     return value
 
 
+def test_data(cfg: DictConfig) -> DictConfig | None:
+    """The configured second data set to test on (`task.test_data`), or None; refused with scope=account,
+    which tests each owner's model on the data's own part=test sessions."""
+    value = cfg.task.get("test_data")
+    if isinstance(value, str):  # `task.test_data=balabit`: a data option's name, not its config
+        raise ConfigError(f"task.test_data={value}: choose a data config as +data@task.test_data={value}")
+    if value is not None and "_target_" not in value:
+        raise ConfigError(
+            "task.test_data names no data class (_target_): choose a data config, e.g. "
+            "+data@task.test_data=events task.test_data.events=... task.test_data.sessions=..."
+        )
+    if value is None and str(cfg.task.get("test_labels", "data")) != "data":
+        raise ConfigError(
+            f"task.test_labels={cfg.task.test_labels} relabels the test data, and task.test_data is not set: "
+            f"set it (e.g. +data@task.test_data=balabit) or drop task.test_labels"
+        )
+    if value is not None and scope(cfg) == "account":
+        raise ConfigError(
+            "task.test_data is for task.scope=session; scope=account tests each account's model on the "
+            "data's own part=test sessions: unset task.test_data"
+        )
+    return value
+
+
+def test_data_name(cfg: DictConfig) -> str:
+    """What the run tags as `airush.test_data`: the data option whose class `task.test_data` names (e.g.
+    balabit, events), else that class; its settings are logged as `task.test_data.*` params."""
+    from airush.config.choices import packaged_choices
+
+    target = str(cfg.task.test_data.get("_target_", ""))
+    choices = packaged_choices()
+    named = [o for o in choices.options("data") if choices.option_config("data", o).get("_target_") == target]
+    return named[0] if len(named) == 1 else target
+
+
 def prepare(cfg: DictConfig, stages: Stages) -> PreparedSessions:
     inputs = model_inputs(cfg)  # refuse a mismatch before loading anything
+    other = test_data(cfg)
     log: EventLog = instantiate(cfg.data).load(seed=int(cfg.seed), stages=stages)
+    prepared = _prepare_log(cfg, log, inputs, stages)
+    if other is None:
+        return prepared
+    test_log: EventLog = instantiate(other).load(seed=int(cfg.seed), stages=stages)
+    if str(cfg.task.get("test_labels", "data")) == "human":
+        test_log = EventLog(test_log.events, test_log.sessions.assign(label=np.int8(0), kind="human"))
+    prepared.test = _prepare_log(cfg, test_log, inputs, stages, "test data ")
+    prepared.fingerprint = frames_fingerprint(log.events, log.sessions, test_log.events, test_log.sessions)
+    prepared.stats |= {f"test_{k}": v for k, v in prepared.test.stats.items()}
+    prepared.tags = {"airush.test_data": test_data_name(cfg)}
+    return prepared
+
+
+def _prepare_log(
+    cfg: DictConfig, log: EventLog, inputs: str, stages: Stages, what: str = ""
+) -> PreparedSessions:
+    """One log's model inputs: session features (or per-action ones, scope=account) or event sequences."""
     if inputs == "sequences":
-        return _prepare_sequences(cfg, log, stages)
+        return _prepare_sequences(cfg, log, stages, what)
     extractor = instantiate(cfg.features, _convert_="all")  # parts of CombinedFeatures stay objects
     if scope(cfg) == "account":
         events, unit_session = action_table(
@@ -105,7 +171,7 @@ def prepare(cfg: DictConfig, stages: Stages) -> PreparedSessions:
     else:
         events, unit_ids = log.events, log.sessions["session_id"].to_numpy()
         unit_session = unit_ids
-    bar = stages.stage("features", total=extractor.n_chunks(events, unit_ids))
+    bar = stages.stage(f"{what}features", total=extractor.n_chunks(events, unit_ids))
     features = extractor.transform(events, unit_ids, bar=bar)
     stats = log_stats(log) | {"feature_rows": len(features), "features": features.shape[1]}
     return PreparedSessions(log, features, unit_session, frames_fingerprint(log.events, log.sessions), stats)
@@ -121,9 +187,9 @@ def log_stats(log: EventLog) -> dict[str, int]:
     }
 
 
-def _prepare_sequences(cfg: DictConfig, log: EventLog, stages: Stages) -> PreparedSessions:
+def _prepare_sequences(cfg: DictConfig, log: EventLog, stages: Stages, what: str = "") -> PreparedSessions:
     session_ids = log.sessions["session_id"].to_numpy()
-    bar = stages.stage("sequences", total=1)
+    bar = stages.stage(f"{what}sequences", total=1)
     sequences = session_sequences(
         log.events,
         session_ids,
@@ -148,14 +214,41 @@ def model_for(cfg: DictConfig, model):
 
 def split(prepared: PreparedSessions, cfg: DictConfig) -> SessionSplits:
     """Train/valid/test by account (scope=session) or the data's own parts (scope=account); one line, before
-    anything is fitted, when a split lacks what the detector needs."""
+    anything is fitted, when a split lacks what the detector needs.
+
+    scope=session: a test set the data fixes is taken as it is: every session of `task.test_data`, or the
+    sessions marked `part=test`; train and valid are then split by account from the others (the data's
+    train and valid shares of `task.split.ratios`). Without either, all three by account."""
     sessions = prepared.log.sessions
     if scope(cfg) == "account":
         return _account_split(prepared, float(cfg.task.impostor_ratio))
-    ratios = dict(cfg.task.split.ratios)
+    ratios, seed = dict(cfg.task.split.ratios), int(cfg.seed)
+    fixed = part_test_rows(sessions)
+    if prepared.test is not None:
+        if fixed is not None:
+            raise DataError(
+                f"task.test_data is set and the data marks {plural(len(fixed), 'session')} part=test: "
+                f"test on one of them (unset task.test_data, or drop the data's part=test sessions)"
+            )
+        check_split_ratios(ratios, ("train", "valid"))
+        parts = user_disjoint_split(sessions, {k: ratios[k] for k in ("train", "valid")}, seed=seed)
+        check_session_classes(sessions, parts, cfg)
+        return _with_test(_session_splits(prepared, parts), prepared.test)
+    if fixed is not None:
+        check_split_ratios(ratios, ("train", "valid"))
+        parts = split_around_test(sessions, fixed, ratios, seed)
+        rest = {k: v for k, v in parts.items() if k != "test"}
+        outside = np.setdiff1d(np.arange(len(sessions)), fixed)
+        check_session_classes(sessions, rest, cfg, outside, "the data's sessions outside part=test")
+        return _session_splits(prepared, parts)
     check_split_ratios(ratios)
-    parts = user_disjoint_split(sessions, ratios, seed=int(cfg.seed))
+    parts = user_disjoint_split(sessions, ratios, seed=seed)
     check_session_classes(sessions, parts, cfg)
+    return _session_splits(prepared, parts)
+
+
+def _session_splits(prepared: PreparedSessions, parts: dict[str, np.ndarray]) -> SessionSplits:
+    sessions = prepared.log.sessions
     return SessionSplits(
         X={k: prepared.features.take(rows) for k, rows in parts.items()},  # DataFrame or SessionSequences
         y={k: sessions["label"].to_numpy()[rows] for k, rows in parts.items()},
@@ -164,45 +257,16 @@ def split(prepared: PreparedSessions, cfg: DictConfig) -> SessionSplits:
     )
 
 
-def check_session_classes(sessions: pd.DataFrame, parts: dict[str, np.ndarray], cfg: DictConfig) -> None:
-    """Bot and human sessions in the data, and in each of train, valid and test (else ROC-AUC is NaN, or
-    LightGBM cannot weigh the classes): a DataError naming the split, the class it lacks and how to get it."""
-    labels, users = sessions["label"].to_numpy(), sessions["user_id"].to_numpy()
-    absent = missing_class(labels)
-    if absent is not None:
-        raise DataError(
-            f"the data has no {LABEL_NAMES[absent]} session (label {absent}) among its "
-            f"{plural(len(labels), 'session')}: a detector needs both classes; {more_accounts(cfg, absent)}"
-        )
-    gap = split_gap(labels, parts)
-    if gap is None:
-        return
-    name, label = gap
-    if label is None:
-        raise DataError(
-            f"the {name} split has no session: {plural(np.unique(users).size, 'account')} cannot fill train, "
-            f"valid and test (each account stays in one split); {more_accounts(cfg, None)}"
-        )
-    having = np.unique(users[labels == label]).size
-    raise DataError(
-        f"the {name} split has no {LABEL_NAMES[label]} session (label {label}; 0 of "
-        f"{plural(len(parts[name]), 'session')}): {plural(having, 'account')} "
-        f"{'has' if having == 1 else 'have'} {LABEL_NAMES[label]} sessions and each account stays in one "
-        f"split; {more_accounts(cfg, label)}"
-    )
-
-
-def more_accounts(cfg: DictConfig, label: int | None) -> str:
-    """How to get more accounts (of a class): synthetic data has settings for it, other data needs rows."""
-    if "bot_share" in cfg.data and "n_users" in cfg.data:
-        return {
-            None: "raise data.n_users",
-            1: "raise data.bot_share or data.n_users",
-            0: "lower data.bot_share or raise data.n_users",
-        }[label]
-    if label is None:
-        return "add accounts to the data"
-    return f"add accounts with {LABEL_NAMES[label]} sessions (label {label}) to the data"
+def _with_test(splits: SessionSplits, test: PreparedSessions) -> SessionSplits:
+    """`splits` with every session of the test data as its test split."""
+    sessions = test.log.sessions
+    if len(sessions) == 0:
+        raise DataError("task.test_data has no session to test on")
+    splits.X["test"] = test.features
+    splits.y["test"] = sessions["label"].to_numpy()
+    splits.kind["test"] = sessions["kind"].to_numpy()
+    splits.session_id["test"] = sessions["session_id"].to_numpy()
+    return splits
 
 
 def _account_split(prepared: PreparedSessions, impostor_ratio: float) -> SessionSplits:
@@ -279,8 +343,11 @@ def evaluate(
     model, splits: SessionSplits, cfg: DictConfig, stages: Stages, out_dir: Path
 ) -> dict[str, float]:
     """Test ROC-AUC, PR-AUC, EER, recall at 1% FPR, F1 (threshold chosen on valid, or 0.5 per account),
-    recall per positive kind, and valid ROC-AUC / PR-AUC for model selection (what tuning optimises, so it
-    never sees test); test predictions as Parquet."""
+    recall per positive kind, false-positive and flag rates at that threshold and at valid's 1%-FPR one
+    (`strict_*`), score quantiles, and valid ROC-AUC / PR-AUC for model selection (what tuning optimises, so
+    it never sees test); only what the test set's classes define, never a NaN (`defined_metrics`); test
+    predictions as Parquet."""
+    strict = None
     if isinstance(model, AccountVerifier):
         by_session = model.score_sessions(splits.X["test"], splits.account["test"], splits.session_id["test"])
         scores, threshold = by_session.to_numpy(), 0.5
@@ -289,14 +356,15 @@ def evaluate(
     else:
         valid_scores = model.predict_proba(splits.X["valid"])
         threshold = best_f1_threshold(splits.y["valid"], valid_scores)
+        strict = threshold_at_fpr(splits.y["valid"], valid_scores, STRICT_FPR)
         # valid ROC-AUC / PR-AUC, for model selection; NaN when valid holds a single class (nothing to rank:
         # such a run is not comparable, and choosing it by its test score would leak test)
         ranked = ranking_metrics(splits.y["valid"], valid_scores)
-        valid_metrics = {f"valid_{k}": v for k, v in ranked.items()}
+        valid_metrics = {f"valid_{k}": v for k, v in ranked.items() if np.isfinite(v)}
         scores = model.predict_proba(splits.X["test"])
         session_ids = splits.session_id["test"]
     y, kind = splits.y["test"], splits.kind["test"]
-    metrics = detection_metrics(y, scores, threshold) | valid_metrics
+    metrics = defined_metrics(y, scores, threshold, strict) | valid_metrics
     if has_both_classes(y):
         metrics |= {"eer": equal_error_rate(y, scores), "recall_at_1pct_fpr": recall_at_fpr(y, scores, 0.01)}
     metrics |= recall_by_kind(kind, y, (scores >= threshold).astype(int))
@@ -327,6 +395,7 @@ class AbuseTask(Task):
         "impostor_ratio": "> 0",
         "split": "non-empty",
         "split.ratios": ">= 0",
+        "test_labels": one_of(TEST_LABELS),
     }
 
     def __init__(
@@ -338,6 +407,8 @@ class AbuseTask(Task):
         min_action_events: int = 5,
         impostor_ratio: float = 1.0,
         split: SplitSettings | None = None,
+        test_data: Any = None,
+        test_labels: str = "data",
     ) -> None:
         super().__init__(name, primary_metric)
         self.scope = scope
@@ -345,6 +416,9 @@ class AbuseTask(Task):
         self.min_action_events = min_action_events
         self.impostor_ratio = impostor_ratio
         self.split_settings = split
+        # a data config (`+data@task.test_data=balabit`); built by instantiate, loaded by `prepare`
+        self.test_data = test_data
+        self.test_labels = test_labels
 
     def reported_metrics(self) -> list[str]:
         """What `evaluate` reports (per bot kind too); `threshold` is a setting it chose, not a score."""
@@ -357,4 +431,8 @@ class AbuseTask(Task):
             "eer",
             "recall_at_1pct_fpr",
             "recall_<kind>",
+            "fpr",
+            "flag_rate",
+            "strict_fpr",
+            "strict_flag_rate",
         ]

@@ -22,6 +22,8 @@ SUBCOMMANDS_HELP = {
     "compare": "two or more runs: differing config keys, metrics side by side",
     "reproduce": "run a recorded run's exact config again",
     "register": "register a run (or a sweep's best child) in the MLflow Model Registry",
+    "predict": "a run's model on new data: MODEL data=... --out FILE (.csv/.parquet)",
+    "serve": "a run's model over HTTP after verifying it (mlflow models serve)",
 }
 EXAMPLES = (
     ("airush", "abuse detection, LightGBM, synthetic sessions"),

@@ -65,6 +65,10 @@ class MusicRecommendations:
     def from_info(cls, model, directory: Path, info: dict[str, Any]) -> MusicRecommendations:
         return cls(model, directory / SERVING, int(info["default_k"]))
 
+    def get_raw_model(self) -> MusicRecommendations:
+        """What `PyFuncModel.get_raw_model()` returns: this wrapper (the model and the run's id maps)."""
+        return self
+
     def predict(self, data: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         if "user" not in data:
             raise UserError("music recommendations need a 'user' column (the data set's own user ids)")

@@ -22,6 +22,7 @@ from airush.music.data import Plays, filter_plays
 from airush.music.export import check_top_n, top_n_for_all_users, write_top_n
 from airush.music.metadata import ItemMetadata, item_metadata
 from airush.music.metrics import METRICS, MIN_EVAL_USERS, full_ranking_metrics
+from airush.music.plots import save_evaluation_plots
 from airush.music.split import SPLIT_METHODS, split_interactions
 from airush.task import Task, training_steps
 
@@ -202,6 +203,7 @@ def evaluate(model, splits: PlaySplits, cfg: DictConfig, stages: Stages, out_dir
         top = top_n_for_all_users(model.score, seen_all, int(top_n), batch)
         check_top_n(top, seen_all, int(top_n))
         write_top_n(top, splits.user_ids, splits.item_ids, out_dir)
+    save_evaluation_plots(test, getattr(model, "history_", {}), out_dir)
     return test | {
         f"valid_{name}": valid[name]
         for name in (*(f"{m}_at_{k}" for k in valid_ks for m in ("ndcg", "recall")), cfg.task.primary_metric)
@@ -303,7 +305,15 @@ class MusicTask(Task):
         eval_batch_users: int = 2048,
         recommend: RecommendSettings | None = None,
         min_eval_users: int = MIN_EVAL_USERS,
+        test_data: Any = None,
     ) -> None:
+        if test_data is not None:
+            # taken only to say why: abuse's `task.test_data` has no music counterpart
+            raise ConfigError(
+                "task.test_data is abuse's: music tests on held-out plays of the users it trained on (user "
+                "and item ids are the data set's own, a second data set's users have no history to rank "
+                "from); unset it"
+            )
         super().__init__(name, primary_metric)
         self.split_settings = split
         self.filter = filter

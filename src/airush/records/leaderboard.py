@@ -47,8 +47,9 @@ MIN_EVAL_USERS = 10
 # (where a run went is left out by airush.config.identity, the one definition of "same config").
 NOT_CONFIG_PREFIXES = ("dataset.",)
 NOT_CONFIG_KEYS = {"seed", "run_dir"}
-# Overrides already shown elsewhere in a row (model and data columns, model params, the seed).
-NOT_KEY_OVERRIDES = {"task", "model", "data", "seed", "lr", "resume"}
+# Overrides already shown elsewhere in a row (model and data columns, model params, the seed), and options
+# that only choose values which show as params (a search space, `reproduce`'s recorded config).
+NOT_KEY_OVERRIDES = {"task", "model", "data", "seed", "lr", "resume", "hparams_search", "reproduce"}
 # A data setup is the data's params and the task's; not these, which say where the data lives or change only
 # training or reporting. Everything else (split, k-core filter, scope, ...) changes what the test set is.
 NOT_SETUP = (

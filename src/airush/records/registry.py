@@ -16,6 +16,7 @@ from pathlib import Path
 from airush.errors import UserError
 from airush.records.runs import OneLineParser, default_tracking_uri, find_run, is_sweep_parent, open_store
 from airush.tracking.model_integrity import MODEL_SHA256_TAG
+from airush.tracking.run_record import is_link
 from airush.tracking.store import redact_uri, search_all
 from airush.tracking.sweeps import sweep_summary
 
@@ -38,10 +39,18 @@ def main(argv: list[str]) -> int:
     tags = version.tags
     print(
         f"registered '{version.name}' version {version.version}: run {tags['run_id']}, "
-        f"{tags['metric']}={tags['value']} on test, {tags['valid_value'] or 'none'} on valid\n"
+        f"{tags['metric']}={shown(tags['value'])} on test, {shown(tags['valid_value'])} on valid\n"
         f"load it with mlflow.pyfunc.load_model('models:/{version.name}/{version.version}')"
     )
     return 0
+
+
+def shown(value: str | None) -> str:
+    """A recorded metric as the console shows metrics (4 decimals); the version's tag keeps every digit."""
+    try:
+        return f"{float(value):.4f}"
+    except (TypeError, ValueError):
+        return value or "none"
 
 
 def register(uri: str, run_id: str, name: str):
@@ -99,6 +108,7 @@ def best_child(client, parent, uri: str):
         [parent.info.experiment_id],
         f"tags.mlflow.parentRunId = '{parent.info.run_id}' and attributes.status = 'FINISHED'",
     )
+    children = [child for child in children if not is_link(child)]  # a reused job's link holds no model
     best = sweep_summary(children)["best"]
     if best is None:
         raise UserError(f"sweep {parent.info.run_id} has no FINISHED child with its primary metric yet")

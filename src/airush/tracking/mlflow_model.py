@@ -2,13 +2,14 @@
 without airush's CLI. What goes in and out is the task's business (`airush.<task>.serving`); this module holds
 what every task's MLflow Model shares.
 
-Every model but LightGBM's (MLflow's own flavor) is a pyfunc whose loader, `airush.tracking.pyfunc_loader`,
-calls the model class's own `load(directory)` on its npz/json/text files (torch models: a state dict loaded
+Every model is a pyfunc whose loader, `airush.tracking.pyfunc_loader`, calls the model class's own
+`load(directory)` on its npz/json/text files (torch models: a state dict loaded
 with weights_only=True), so no model is ever pickled. The model's own files sit in `data/<model dir name>/`
 of the MLflow Model (`data/model/` for a run), where the class's `load` still reads them directly;
 `airush_model.json` beside them names the class and its serving wrapper, which the loader imports only from
 the trusted packages (`airush.trust`), and the sha256 of every other file there (`files`), which the loader
-checks before it imports or reads anything. A run tags the hash of the whole MLflow Model
+checks before it imports or reads anything. A LightGBM detector's MLmodel also lists MLflow's `lightgbm`
+flavor on its booster text (`data/model/model.txt`). A run tags the hash of the whole MLflow Model
 (`airush.tracking.model_integrity`).
 """
 

@@ -75,8 +75,9 @@ def verify_model(directory: Path, expected: str, run_id: str) -> None:
 
 def check_flavor(directory: Path, run_id: str) -> None:
     """Refuse in one line a model whose MLmodel declares a flavor airush did not write: only our pyfunc loader
-    (`airush.tracking.pyfunc_loader`) or MLflow's LightGBM flavor on booster text. Read as YAML text; nothing
-    in the model is imported or unpickled."""
+    (`airush.tracking.pyfunc_loader`), with or without MLflow's LightGBM flavor on booster text beside it (or,
+    recorded by an older airush, that LightGBM flavor alone as the pyfunc). Read as YAML text; nothing in the
+    model is imported or unpickled."""
     import yaml
 
     what = f"run {run_id}'s model"
@@ -102,6 +103,9 @@ def flavor_problem(flavors: Any) -> str | None:
     pyfunc = flavors.get("python_function")
     if pyfunc is None or set(flavors) - {"python_function", "lightgbm"}:
         return f"declares the flavors {names}"
+    # our pyfunc loader; a LightGBM detector also lists MLflow's lightgbm flavor on its booster text (runs
+    # recorded before abuse models took raw events: that flavor's own pyfunc loader, booster over features)
+    expected_loaders = {OUR_PYFUNC_LOADER}
     if "lightgbm" in flavors:
         lightgbm = flavors["lightgbm"]
         if lightgbm.get("model_class") != LIGHTGBM_BOOSTER:
@@ -109,10 +113,8 @@ def flavor_problem(flavors: Any) -> str | None:
         extra = sorted(map(str, set(lightgbm) - LIGHTGBM_KEYS))
         if extra or lightgbm.get("code") is not None:
             return f"declares a lightgbm flavor with {', '.join(extra) or 'code'}"
-        expected_loader = "mlflow.lightgbm"
-    else:
-        expected_loader = OUR_PYFUNC_LOADER
-    if pyfunc.get("loader_module") != expected_loader:
+        expected_loaders.add("mlflow.lightgbm")
+    if pyfunc.get("loader_module") not in expected_loaders:
         return f"declares a python_function flavor loaded by {pyfunc.get('loader_module')}"
     extra = sorted(map(str, set(pyfunc) - PYFUNC_KEYS))
     if extra or pyfunc.get("code") is not None:

@@ -245,3 +245,34 @@ def tracked_run(
         raise
     else:
         end("FINISHED")
+
+
+REUSES_TAG = "airush.reuses"  # on a sweep's link to the finished run one of its jobs reused
+
+
+def link_reused_run(client, experiment_id: str, parent_id: str, reused, overrides: str) -> str:
+    """A FINISHED child of the new sweep's parent standing for a job that reused `reused` (an earlier
+    sweep's run): its metrics and a tag naming the run that holds the model, so the UI shows every job of
+    the sweep under its parent. Views of recorded runs skip links (`is_link`): the run itself counts once."""
+    from mlflow.entities import Metric
+
+    link = client.create_run(
+        experiment_id,
+        run_name=f"reused {reused.info.run_name}"[:250],
+        tags={
+            "mlflow.parentRunId": parent_id,
+            REUSES_TAG: reused.info.run_id,
+            "hydra.overrides": overrides,
+            "mlflow.note.content": f"This job reused run {reused.info.run_id} (identical config, code and data).",
+        },
+    )
+    now = int(time.time() * 1000)
+    metrics = [Metric(key, value, now, 0) for key, value in sorted(reused.data.metrics.items())]
+    for start in range(0, len(metrics), 1000):  # MLflow's batch limit
+        client.log_batch(link.info.run_id, metrics=metrics[start : start + 1000])
+    client.set_terminated(link.info.run_id, "FINISHED")
+    return link.info.run_id
+
+
+def is_link(run) -> bool:
+    return REUSES_TAG in run.data.tags

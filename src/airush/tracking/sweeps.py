@@ -78,7 +78,7 @@ def record_job(sweep_dir: Path, num: int, overrides: list[str], status: str, **i
     """One file per job (written whole, then renamed): parallel jobs never share a file."""
     folder = sweep_dir / JOBS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    record = {"num": num, "overrides": " ".join(overrides), "status": status, **info}
+    record = {"num": num, "overrides": store.redact_text(" ".join(overrides)), "status": status, **info}
     tmp = folder / f".{num}.json.{os.getpid()}"
     tmp.write_text(json.dumps(record, indent=1))
     tmp.replace(folder / f"{num}.json")
@@ -164,6 +164,7 @@ def close_sweep(tracking_uri: str, sweep_dir: Path, interrupted: bool = False) -
         children = store.search_all(client, [experiment_id], of_parent)
         if interrupted and end_local_children(client, children):
             children = store.search_all(client, [experiment_id], of_parent)
+        children = [run for run in children if not run_record.is_link(run)]  # reused runs come from records
         ids = {run.info.run_id for run in children}  # a job of this sweep may have reused a sibling's run
         reused = [
             client.get_run(r["run_id"]) for r in records if r["status"] == "REUSED" and r["run_id"] not in ids
@@ -176,10 +177,52 @@ def close_sweep(tracking_uri: str, sweep_dir: Path, interrupted: bool = False) -
         if best:
             for key in ("run_id", "metric", "value", "valid_value", "selected_on", "overrides"):
                 client.set_tag(parent_id, f"best.{key}", str(best[key]))
+        client.set_tag(parent_id, "mlflow.runName", parent_name(read_sweep_info(sweep_dir), summary))
         statuses = [row["status"] for row in summary["children"]]
         ok = statuses and all(s in ("FINISHED", "REUSED") for s in statuses) and not failed
         client.set_terminated(parent_id, "KILLED" if interrupted else "FINISHED" if ok else "FAILED")
+        if not interrupted:
+            print("\n".join(summary_lines(tracking_uri, experiment_id, parent_id, summary)), flush=True)
     return failed
+
+
+def parent_name(info: dict[str, Any], summary: dict[str, Any]) -> str:
+    """What the sweep swept and how many jobs it ran (`sweep ×4: model=als,ease seed=1,2`): parents told apart
+    at a glance in the UI, not by their time stamps."""
+    swept = " ".join(o for o in info.get("overrides", []) if "," in o or "(" in o) or " ".join(
+        info.get("overrides", [])
+    )
+    return store.redact_text(f"sweep ×{len(summary['children'])}: {swept or 'defaults'}")[:250]
+
+
+def summary_lines(
+    tracking_uri: str, experiment_id: str, parent_id: str, summary: dict[str, Any]
+) -> list[str]:
+    """The sweep's end in the terminal: its parent run, how its jobs ended, the best one (chosen on valid)
+    and where to look at it."""
+    from collections import Counter
+
+    counts = Counter(row["status"] for row in summary["children"])
+    ended = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))
+    lines = [f"airush: sweep {parent_id}: {len(summary['children'])} jobs ({ended or 'none'})"]
+    best = summary.get("best")
+    if best:
+        valid = best.get("valid_value")
+        shown = f"valid_{best['metric']} {valid:.4f}, " if valid is not None else ""
+        lines.append(
+            f"airush: best job: run {best['run_id']} ({best['overrides'] or 'no overrides'}): "
+            f"{shown}test {best['metric']} {best['value']:.4f} (chosen on {best['selected_on']})"
+        )
+        lines.append(f"airush: open it: {run_link(tracking_uri, experiment_id, best['run_id'])}")
+    return lines
+
+
+def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """The run's page: on a tracking server its own address; a database store through `airush ui`."""
+    page = f"#/experiments/{experiment_id}/runs/{run_id}"
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{store.redact_uri(tracking_uri).rstrip('/')}/{page}"
+    return f"`airush ui` then http://127.0.0.1:5000/{page}"
 
 
 def end_local_children(client, children: list) -> bool:

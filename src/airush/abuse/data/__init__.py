@@ -11,8 +11,10 @@ sessions (one row per session):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 EVENT_KINDS = ("key_down", "key_up", "move", "button_down", "button_up", "drag", "wheel")
@@ -41,3 +43,28 @@ class EventSource:
 
     def load(self, seed: int = 0, stages=None) -> EventLog:
         raise NotImplementedError
+
+    def iter_session_chunks(
+        self,
+        chunk_events: int = 2_000_000,
+        buckets: int | None = None,
+        check: Callable[[np.ndarray], None] | None = None,
+        seed: int = 0,
+    ) -> Iterator[pd.DataFrame]:
+        """The events (schema above) of whole sessions, about `chunk_events` at a time, for scoring (labels
+        are not read). `check(counts)` sees the events per EVENT_KINDS of the whole data before the first
+        chunk is yielded. This default loads everything (fine for generated data); a source of large files
+        streams them (`EventFiles`); `buckets` is for such sources."""
+        events = self.load(seed=seed).events
+        if check is not None:
+            counts = np.bincount(events["event"].cat.codes.to_numpy(np.int64), minlength=len(EVENT_KINDS))
+            check(counts)
+        session = events["session_id"].to_numpy()  # sorted: each session's rows are contiguous
+        bounds = np.r_[np.flatnonzero(np.r_[True, session[1:] != session[:-1]]), len(session)]
+        lo = 0
+        while lo < len(session):  # whole sessions, up to chunk_events rows (or one larger session)
+            hi = bounds[np.searchsorted(bounds, lo + max(int(chunk_events), 1), side="right") - 1]
+            if hi <= lo:
+                hi = bounds[np.searchsorted(bounds, lo, side="right")]
+            yield events.iloc[lo:hi]
+            lo = hi

@@ -7,7 +7,8 @@ events file, one row per input event; sessions may come in any order, but each s
     key         virtual key code 0..32767 on key_down/key_up; blank or -1 on mouse events (stored as -1)
     x, y        screen px, finite and within COORD_RANGE on mouse events; blank on key events (stored as NaN)
     button      one of BUTTONS ("none" for moves and key events)
-sessions file, one row per session:
+sessions file, one row per session (needed to train; scoring reads the events file alone, streamed in
+bounded memory by `iter_session_chunks`):
     session_id  integer, listed once; every listed session has events and every event's session is listed
     user_id     integer, the account (the split keeps each account on one side)
     label       0 (human) or 1 (bot/intruder)
@@ -23,7 +24,7 @@ cell as written.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -41,7 +42,7 @@ from airush.data.tables import (
     integer_column,
     read_table,
 )
-from airush.errors import DataError
+from airush.errors import ConfigError, DataError
 
 EVENT_COLUMNS = ("session_id", "t_ms", "event", "key", "x", "y", "button")
 SESSION_COLUMNS = ("session_id", "user_id", "label")
@@ -60,9 +61,13 @@ class EventFiles(EventSource):
     inputs: ClassVar[dict[str, str]] = {"events": "file", "sessions": "file"}
 
     events: str
-    sessions: str
+    sessions: str | None = (
+        None  # needed to train (labels); scoring (`iter_session_chunks`) reads events alone
+    )
 
     def load(self, seed: int = 0, stages=None) -> EventLog:
+        if self.sessions is None:
+            raise ConfigError("data.sessions must be set to train: the sessions file holds the labels")
         events_path, sessions_path = resolve_path(self.events), resolve_path(self.sessions)
         for path in (events_path, sessions_path):
             if not path.is_file():
@@ -78,6 +83,23 @@ class EventFiles(EventSource):
         bar and bar.advance()
         sessions = sessions.sort_values("session_id", kind="stable", ignore_index=True)
         return EventLog(events=events, sessions=sessions)
+
+    def iter_session_chunks(
+        self,
+        chunk_events: int = 2_000_000,
+        buckets: int | None = None,
+        check: Callable[[np.ndarray], None] | None = None,
+        seed: int = 0,
+    ) -> Iterator[pd.DataFrame]:
+        """The events file streamed and spilled into session buckets on disk, then read back a bucket at a
+        time (`session_buckets`): bounded memory on any file, sessions in any order. The sessions file is
+        not read. Rows are in file order within a session (sorting and rebasing are the scorer's)."""
+        from airush.abuse.data.session_buckets import session_chunks
+
+        path = resolve_path(self.events)
+        if not path.is_file():
+            raise DataError("file not found", path=path)
+        yield from session_chunks(path, chunk_events, buckets, check)
 
 
 def _read_checked(

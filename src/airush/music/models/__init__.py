@@ -8,12 +8,15 @@ Protocol every model implements (settings in __init__, learned state ends in `_`
     save(directory) / load(directory)         # plain npz/json, no pickles
     history_: dict[str, dict[int, float]]     # per-iteration curves for MLflow, where the model has them
 
-Three extras are opt-in, each by a class flag; a model without the flag is fitted without the argument:
+Four extras are opt-in, each by a class flag; a model without the flag is fitted without the argument:
 - `uses_metadata = True`: `fit(..., item_features=csr)`, the items x tokens matrix of
   `airush.music.metadata.item_metadata` (row i = item i; artist/album/genre/decade/tag tokens, plain weights,
   possibly no columns at all). Every item is a row, played in training or not, so such a model can score
   cold-start items.
 - `uses_valid = True`: `fit(..., valid=csr)`, the binary valid split (users x items), for early stopping.
+- `score_history(history_csr) -> np.ndarray`: scores for users the model never saw, from their weights over
+  its items (the features config applied), as item-item models can (ease, itemknn); `airush predict` uses
+  it for new users and refuses them for models without it.
 - `supports_gpu = True`: `fit(..., devices=DevicePlan)` (`airush.compute.devices`), where `gpus` / `trainer.*` say
   to train: CPU, one GPU, or N DDP ranks. Models without it refuse `gpus > 0` before any work.
 """

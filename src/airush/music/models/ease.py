@@ -64,6 +64,13 @@ class EASERecommender(Recommender):
     def score(self, users: np.ndarray) -> np.ndarray:
         return np.asarray(self.user_items_[users] @ self.weights_, dtype=np.float32)
 
+    def score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        """Scores for users the model never saw, from their weights over its items (rows of `history`)."""
+        x = sp.csr_matrix(history, dtype=np.float32, copy=True)
+        if self.binarize:
+            x.data[:] = 1.0
+        return np.asarray(x @ self.weights_, dtype=np.float32)
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         np.savez(directory / "ease.npz", weights=self.weights_, **csr_arrays("user_items", self.user_items_))

@@ -70,6 +70,11 @@ class ItemKNNRecommender(Recommender):
     def score(self, users: np.ndarray) -> np.ndarray:
         return (self.user_items_[users] @ self.similarity_).toarray().astype(np.float32, copy=False)
 
+    def score_history(self, history: sp.csr_matrix) -> np.ndarray:
+        """Scores for users the model never saw, from their weights over its items (rows of `history`)."""
+        rows = sp.csr_matrix(history, dtype=np.float32)
+        return (rows @ self.similarity_).toarray().astype(np.float32, copy=False)
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         np.savez(
