@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/airush
 
-## Set up (if needed) and run the whole test suite.
+## Set up (if needed) and run the whole test suite, one worker per core (a test file stays on one worker,
+## so its module fixtures are built once).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 ## Tests without the slow end-to-end CLI runs.
 test-fast: $(STAMP)

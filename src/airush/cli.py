@@ -162,8 +162,11 @@ def _write_places(cfg: DictConfig | None) -> list[str]:
             places.append(str(OmegaConf.select(cfg, key)) if cfg is not None else "")
         except Exception:  # an interpolation that cannot resolve here: that place is not named
             continue
-    if HydraConfig.initialized():
-        places.append(str(HydraConfig.get().runtime.output_dir))
+    try:
+        if HydraConfig.initialized():
+            places.append(str(HydraConfig.get().runtime.output_dir))
+    except Exception:  # a sweeper's launching process has no job output dir
+        pass
     places.append(os.environ.get("MLFLOW_TRACKING_URI", ""))
     places = [
         p[len("sqlite:///") :].rsplit("/", 1)[0] or "/" if p.startswith("sqlite:///") else p for p in places

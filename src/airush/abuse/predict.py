@@ -164,9 +164,10 @@ def pipeline_params(cfg, model) -> dict[str, Any]:
     return params
 
 
-def build_pipeline(params: dict[str, Any]):
+def build_pipeline(params: dict[str, Any], check_trust: bool = True):
     """The feature set `params` describe; every `_target_` in it is checked against the trusted packages
-    first (`airush.trust`): the params come from a model folder anyone with write access could edit."""
+    first (`airush.trust`): the params come from a model folder anyone with write access could edit. Only
+    the run that writes them (`check_trust=False`) builds them from its own config unchecked."""
     from hydra.utils import instantiate
 
     from airush.trust import check_trusted
@@ -181,7 +182,7 @@ def build_pipeline(params: dict[str, Any]):
             for value in node:
                 yield from targets(value)
 
-    for target in targets(params):
+    for target in targets(params) if check_trust else ():
         check_trusted(target, "the model's feature pipeline")
     return instantiate(params, _convert_="all")
 

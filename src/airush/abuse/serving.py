@@ -56,7 +56,8 @@ def _save_events_model(cfg, model, model_dir: Path, out_dir: Path) -> None:
     params = pipeline_params(cfg, model)
     write_info(model_dir, "abuse", model, serving=f"{__name__}.SessionEventScores", features=params)
     example = example_events()
-    output = SessionEventScores(model, build_pipeline(params)).predict(example)
+    # the run's own features, which the user chose to run: built unchecked here; loading checks them
+    output = SessionEventScores(model, build_pipeline(params, check_trust=False)).predict(example)
     lightgbm = isinstance(model, LightGBMDetector)
     extra = ("lightgbm",) if lightgbm else ("torch",) if model.inputs == "sequences" else ()
     save_pyfunc(model_dir, out_dir, example, output, None, metadata("abuse", model), extra_requirements=extra)
