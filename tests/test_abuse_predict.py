@@ -15,6 +15,7 @@ import pytest
 from airush.abuse.data.events import EventFiles
 from airush.abuse.data.synthetic import SyntheticSessions
 from airush.errors import UserError
+from airush.inference.predict import PredictOptions
 from test_abuse_events import SPLIT, save, written
 from test_mlflow_models import latest_run
 
@@ -80,7 +81,7 @@ def test_served_model_and_predictions_give_the_runs_test_scores(
     # (b) predictions over the events file alone (no sessions file, no labels), many small buckets
     trained = trained_run(cfg, run, tracking_uri)
     source = EventFiles(str(tmp_path / "events.csv"))
-    chunks = list(predictions(trained, source, {"chunk_events": 500, "buckets": 9}))
+    chunks = list(predictions(trained, source, PredictOptions(chunk_events=500, buckets=9)))
     assert len(chunks) == 9
     predicted = pd.concat(chunks, ignore_index=True)
     assert list(predicted.columns) == ["session_id", "score", "flagged"]
@@ -94,7 +95,7 @@ def test_served_model_and_predictions_give_the_runs_test_scores(
     # the same from Parquet, bucket count chosen from the file's size
     events.to_parquet(tmp_path / "events.parquet")
     again = pd.concat(
-        predictions(trained, EventFiles(str(tmp_path / "events.parquet")), {"chunk_events": 2000})
+        predictions(trained, EventFiles(str(tmp_path / "events.parquet")), PredictOptions(chunk_events=2000))
     )
     assert len(again) == len(predicted)
     np.testing.assert_allclose(again.set_index("session_id")["score"].loc[scores.index], scores, rtol=rtol)
@@ -205,7 +206,7 @@ def test_predictions_over_generated_data_score_every_session_once():
     trained = SimpleNamespace(
         model=SessionEventScores(Duration(), SessionFeatures()), config=None, metrics={"threshold": 20.0}
     )
-    chunks = list(predictions(trained, source, {"chunk_events": 3000, "seed": 5}))
+    chunks = list(predictions(trained, source, PredictOptions(chunk_events=3000, seed=5)))
     predicted = pd.concat(chunks, ignore_index=True)
     assert len(chunks) > 1 and predicted["session_id"].tolist() == log.sessions["session_id"].tolist()
     duration = log.events.groupby("session_id")["t_ms"].agg(lambda t: (t.max() - t.min()) / 1000)

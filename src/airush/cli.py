@@ -156,22 +156,20 @@ def _write_places(cfg: DictConfig | None) -> list[str]:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    places = []
-    for key in ("paths.run_dir", "mlflow.tracking_uri"):
+    from airush.tracking.store import sqlite_path
+
+    def value(read) -> str:
         try:
-            places.append(str(OmegaConf.select(cfg, key)) if cfg is not None else "")
-        except Exception:  # an interpolation that cannot resolve here: that place is not named
-            continue
-    try:
-        if HydraConfig.initialized():
-            places.append(str(HydraConfig.get().runtime.output_dir))
-    except Exception:  # a sweeper's launching process has no job output dir
-        pass
-    places.append(os.environ.get("MLFLOW_TRACKING_URI", ""))
-    places = [
-        p[len("sqlite:///") :].rsplit("/", 1)[0] or "/" if p.startswith("sqlite:///") else p for p in places
-    ]
-    return [p for p in [*places, os.getcwd()] if p and "://" not in p and p != "None"]
+            return str(read() or "")
+        except Exception:  # an interpolation that cannot resolve here, a sweeper's launch: not named
+            return ""
+
+    run_dir = value(lambda: cfg is not None and OmegaConf.select(cfg, "paths.run_dir"))
+    output_dir = value(lambda: HydraConfig.initialized() and HydraConfig.get().runtime.output_dir)
+    uris = [value(lambda: cfg is not None and OmegaConf.select(cfg, "mlflow.tracking_uri"))]
+    uris.append(os.environ.get("MLFLOW_TRACKING_URI", ""))
+    stores = [str(path.parent) for uri in uris if uri.startswith("sqlite:") and (path := sqlite_path(uri))]
+    return [p for p in [run_dir, output_dir, *stores, os.getcwd()] if p]
 
 
 def _exit_if_jobs_failed() -> None:

@@ -187,13 +187,6 @@ def build_pipeline(params: dict[str, Any], check_trust: bool = True):
     return instantiate(params, _convert_="all")
 
 
-def _option(options, name: str, default):
-    if options is None:
-        return default
-    value = options.get(name) if isinstance(options, Mapping) else getattr(options, name, None)
-    return default if value is None else value
-
-
 def _unwrap(trained) -> tuple[Any, Any]:
     """(detector, feature pipeline) of a trained run: from its loaded MLflow Model (a pyfunc wrapping our
     `SessionEventScores`) or, for a bare detector, from the run's recorded config."""
@@ -219,19 +212,21 @@ def _unwrap(trained) -> tuple[Any, Any]:
 def predictions(trained, source, options=None) -> Iterator[pd.DataFrame]:
     """`session_id, score, flagged` per session of `source` (an `EventSource`), one frame per chunk of whole
     sessions; `flagged` is `score >= threshold`, the F1-best threshold the run chose on valid (its metric
-    `threshold`). `options` (attributes or keys, all optional): `chunk_events` (events scored at once,
-    default CHUNK_EVENTS), `buckets` (how many session buckets an event file is spilled into; default from
-    its size) and `seed` (what generated data is drawn with; default the run's seed). A model whose
-    devices the data lacks is refused in one line before anything is scored."""
+    `threshold`). `options`: `airush.inference.predict.PredictOptions` (`chunk_events` default
+    CHUNK_EVENTS, `buckets`, `seed` default the run's). A model whose devices the data lacks is refused in
+    one line before anything is scored."""
+    from airush.inference.predict import PredictOptions
+
+    options = options or PredictOptions()
     model, pipeline = _unwrap(trained)
     threshold = trained.metrics.get("threshold")
     if threshold is None:
         raise UserError("the run recorded no 'threshold' metric (chosen on valid): cannot flag sessions")
     chunks = source.iter_session_chunks(
-        chunk_events=int(_option(options, "chunk_events", CHUNK_EVENTS)),
-        buckets=_option(options, "buckets", None),
+        chunk_events=options.chunk_events or CHUNK_EVENTS,
+        buckets=options.buckets,
         check=lambda counts: check_devices(pipeline, counts),
-        seed=int(_option(options, "seed", _option(trained.config, "seed", 0))),
+        seed=int(options.seed if options.seed is not None else (trained.config or {}).get("seed", 0)),
     )
     for events in chunks:
         if not len(events):

@@ -29,7 +29,8 @@ class PredictOptions:
     top_n: int | None = None  # music: items per user (None: the run's task.recommend.top_n or first of ks)
     chunk_size: int = 10_000  # music: users scored and written at a time (at most 4 M scores a block)
     chunk_events: int | None = None  # abuse: events scored at once (None: the task's default)
-    explain: bool = False  # abuse: each flagged session's top contributing features
+    buckets: int | None = None  # abuse: session buckets an events file is spilled into (None: by its size)
+    seed: int | None = None  # what generated data is drawn with (None: the run's seed)
     skip_unknown_users: bool = False  # music: drop users the model never saw (else refused, unless it can
     # score a new user's play history)
     stages: Any = None  # airush.console.Stages for progress bars, or None
@@ -51,13 +52,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--top-n", type=int, help="music: items per user (default: the run's own)")
     parser.add_argument("--chunk-size", type=int, default=10_000, help="music: users per chunk")
     parser.add_argument("--chunk-events", type=int, help="abuse: events per chunk (memory ~1 kB each)")
-    parser.add_argument("--explain", action="store_true", help="abuse: top features of flagged sessions")
     parser.add_argument(
         "--skip-unknown-users", action="store_true", help="music: drop users the model never saw"
     )
-    parser.add_argument(
-        "--tracking-uri", help="default: MLFLOW_TRACKING_URI or sqlite:///./outputs/mlflow.db"
-    )
+    parser.add_tracking_uri()
     args = parser.parse_intermixed_args(argv)
     if args.top_n is not None and args.top_n < 1:
         raise UserError(f"--top-n {args.top_n}: ask for at least one item per user")
@@ -72,7 +70,6 @@ def main(argv: list[str]) -> int:
         top_n=args.top_n,
         chunk_size=args.chunk_size,
         chunk_events=args.chunk_events,
-        explain=args.explain,
         skip_unknown_users=args.skip_unknown_users,
     )
     rows = predict(

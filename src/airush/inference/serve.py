@@ -26,9 +26,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
     parser.add_argument("--port", type=int, default=5001, help="default 5001")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
-    parser.add_argument(
-        "--tracking-uri", help="default: MLFLOW_TRACKING_URI or sqlite:///./outputs/mlflow.db"
-    )
+    parser.add_tracking_uri()
     args = parser.parse_args(argv)
     if not 0 < args.port < 65536:
         raise UserError(f"--port {args.port}: a TCP port is 1-65535")

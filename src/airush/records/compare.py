@@ -95,9 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="two or more run ids or unique prefixes")
     parser.add_argument("--all", action="store_true", help="show every param, not only those that differ")
-    parser.add_argument(
-        "--tracking-uri", help="default: MLFLOW_TRACKING_URI or sqlite:///./outputs/mlflow.db"
-    )
+    parser.add_tracking_uri()
     return parser
 
 

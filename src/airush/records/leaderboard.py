@@ -333,9 +333,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--top", type=_positive, metavar="N", help="at most N rows per table")
     parser.add_argument("--show-dead", action="store_true", help="list RUNNING runs whose process is gone")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    parser.add_argument(
-        "--tracking-uri", help="default: MLFLOW_TRACKING_URI or sqlite:///./outputs/mlflow.db"
-    )
+    parser.add_tracking_uri()
     return parser
 
 

@@ -28,11 +28,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("run_id", help="a run id, or a sweep's parent run id (its best child is registered)")
     parser.add_argument("--name", required=True, help="registered model name; a new version if it exists")
-    parser.add_argument(
-        "--tracking-uri",
-        default=None,
-        help="default: $MLFLOW_TRACKING_URI, else sqlite:///./outputs/mlflow.db (where `airush` records)",
-    )
+    parser.add_tracking_uri()
     args = parser.parse_args(argv)
     uri = args.tracking_uri or default_tracking_uri()
     version = register(uri, args.run_id, args.name)

@@ -59,9 +59,7 @@ def main(argv: list[str]) -> int:
         default=[],  # without a default argparse counts a `*` positional as required in its usage error
         help="extra key=value overrides (the result is then not exact)",
     )
-    parser.add_argument(
-        "--tracking-uri", help="default: MLFLOW_TRACKING_URI or sqlite:///./outputs/mlflow.db"
-    )
+    parser.add_tracking_uri()
     args = parser.parse_intermixed_args(argv)
     if any(key_of(o) == "mlflow.tracking_uri" for o in args.overrides):
         raise UserError(

@@ -170,3 +170,10 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UserError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+    def add_tracking_uri(self) -> None:
+        """`--tracking-uri`, which every command on recorded runs takes (`default_tracking_uri` otherwise)."""
+        self.add_argument(
+            "--tracking-uri",
+            help="default: MLFLOW_TRACKING_URI, else sqlite:///./outputs/mlflow.db (where `airush` records)",
+        )

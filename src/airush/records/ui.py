@@ -19,9 +19,7 @@ from airush.tracking.store import redact_uri
 
 def main(argv: list[str]) -> int:
     parser = OneLineParser(prog="airush ui", description="Open MLflow's UI on the store airush records to.")
-    parser.add_argument(
-        "--tracking-uri", help="default: MLFLOW_TRACKING_URI or sqlite:///./outputs/mlflow.db"
-    )
+    parser.add_tracking_uri()
     parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
