@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -114,14 +115,19 @@ def free_port() -> int:
 @contextmanager
 def serving_process(command: list[str], ready_url: str, log_path: Path, **popen):
     """`command` started with setsid (its own process group), its output in `log_path`; yields the process
-    once `ready_url` answers, and stops the whole group afterwards (every worker of a server goes too)."""
-    import signal
+    once `ready_url` answers, and stops the whole group afterwards (every worker of a server goes too).
+    The venv's `bin` is taken off PATH, as in CI and for a user who runs `.venv/bin/airush` without activating
+    the venv: what the command starts by name must still be found."""
     import time
     import urllib.request
 
+    venv_bin = str(Path(sys.executable).parent)
+    env = dict(popen.pop("env", os.environ))
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p and p != venv_bin)
+
     log = open(log_path, "w")  # noqa: SIM115  (held open for the process's lifetime)
     proc = subprocess.Popen(
-        ["setsid", *command], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **popen
+        ["setsid", *command], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, **popen
     )
     try:
         deadline = time.monotonic() + 120
@@ -135,9 +141,21 @@ def serving_process(command: list[str], ready_url: str, log_path: Path, **popen)
                 time.sleep(0.5)
         yield proc
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_process_group(proc)
         log.close()
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the group, SIGKILL if it lingers; a group that is already gone is fine (a server that died on
+    start must fail the test with its log, not with ProcessLookupError)."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)

@@ -9,6 +9,7 @@ what was verified; the copy is removed when the server stops. POST to `/invocati
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -64,10 +65,23 @@ def serve_command(model_dir: str, host: str, port: int, workers: int = 1) -> lis
     ]
 
 
+def mlflow_server_environment() -> dict[str, str]:
+    """This environment with this interpreter's `bin` first on PATH: `mlflow models serve` and `mlflow ui` start
+    `uvicorn` by name, which a venv that was never activated (`.venv/bin/airush serve ...`) would not find, or
+    would find in another Python."""
+    bin_dir = os.path.dirname(sys.executable)  # not resolved: a venv's python is a symlink out of the venv
+    path = os.environ.get("PATH", "")
+    return os.environ | {"PATH": os.pathsep.join([bin_dir, path]) if path else bin_dir}
+
+
 def serve(model_dir: str, host: str, port: int, workers: int = 1) -> int:
     """Run the server until it stops (or this process is interrupted: then it is stopped too)."""
     try:
-        server = subprocess.Popen(serve_command(model_dir, host, port, workers), stdin=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            serve_command(model_dir, host, port, workers),
+            stdin=subprocess.DEVNULL,
+            env=mlflow_server_environment(),
+        )
     except OSError as err:
         raise EnvironmentFailure(f"cannot start mlflow models serve: {err}") from None
     try:

@@ -13,6 +13,7 @@ import sys
 from urllib.parse import urlsplit
 
 from airush.errors import UserError
+from airush.inference.serve import mlflow_server_environment
 from airush.records.runs import OneLineParser, default_tracking_uri, open_store
 from airush.tracking.store import redact_uri
 
@@ -29,7 +30,8 @@ def main(argv: list[str]) -> int:
         print(f"airush: {redact_uri(uri)} is a tracking server: its UI is at that address")
         return 0
     open_store(uri)  # refuses a store that does not exist, in one line
-    mlflow = shutil.which("mlflow") or os.path.join(os.path.dirname(sys.executable), "mlflow")
+    beside_python = os.path.join(os.path.dirname(sys.executable), "mlflow")  # this venv's, activated or not
+    mlflow = beside_python if os.path.exists(beside_python) else shutil.which("mlflow") or beside_python
     if not os.path.exists(mlflow):
         raise UserError("airush ui needs MLflow's UI: pip install mlflow")
     command = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
@@ -37,4 +39,4 @@ def main(argv: list[str]) -> int:
     if args.dry_run:
         print(" ".join(redact_uri(part) for part in command))
         return 0
-    os.execv(mlflow, command)  # the UI replaces this process: Ctrl-C stops it
+    os.execve(mlflow, command, mlflow_server_environment())  # the UI replaces this process: Ctrl-C stops it
