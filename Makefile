@@ -12,13 +12,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
+# The tests also drive a sweep on a real Ray cluster on 127.0.0.1: the optional extra (~250 MB), for tests only.
+RAY_STAMP := $(VENV)/.installed-ray
+$(RAY_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,ray]"
+	@touch $(RAY_STAMP)
+
 ## Set up (if needed) and run the main job: abuse detection with LightGBM on built-in synthetic data.
 run: $(STAMP)
 	$(BIN)/airush
 
 ## Set up (if needed) and run the whole test suite, one worker per core (a test file stays on one worker,
 ## so its module fixtures are built once).
-test: $(STAMP)
+test: $(RAY_STAMP)
 	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 ## Tests without the slow end-to-end CLI runs.

@@ -10,6 +10,7 @@ import pytest
 
 from airush.abuse.data.balabit import BalabitMouse
 from airush.errors import DataError
+from test_mlflow_models import model_files
 
 from conftest import SHARED_DATA, run_airush
 
@@ -69,7 +70,7 @@ def test_account_verification_on_a_few_accounts_through_the_cli(tmp_path, tracki
     (found,) = client.search_runs([client.get_experiment_by_name("abuse").experiment_id])
     assert found.data.metrics["roc_auc"] > 0.9
     assert {"eer", "recall_at_1pct_fpr", "recall_intruder"} <= set(found.data.metrics)
-    models = {a.path for a in client.list_artifacts(found.info.run_id, "model/data/model")}
+    models = model_files(client, found.info.run_id, "model/data/model")
     assert {f"model/data/model/{name}" for name in ("user7", "user9", "user20", "accounts.json")} <= models
 
 

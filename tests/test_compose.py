@@ -10,6 +10,7 @@ import pytest
 
 from airush.config.choices import packaged_choices
 from airush.runner import run
+from test_mlflow_models import model_files
 
 from conftest import SMALL
 
@@ -44,7 +45,7 @@ def test_task_model_pair_runs_and_is_recorded(task, model, compose_cfg, tracking
     for tag in ("git.commit", "git.dirty", "data.fingerprint", "seed", "airush.version", "hydra.overrides"):
         assert tag in tags, tag
     assert len(tags["data.fingerprint"]) == 64
-    artifacts = {a.path for a in client.list_artifacts(found.info.run_id, "model")}
+    artifacts = model_files(client, found.info.run_id)
     assert artifacts, "model artifact missing"
     assert not any(p.endswith((".pkl", ".pickle", ".joblib")) for p in artifacts)
     evaluation = {a.path.split("/")[-1] for a in client.list_artifacts(found.info.run_id, "evaluation")}
@@ -57,12 +58,23 @@ def test_task_model_pair_runs_and_is_recorded(task, model, compose_cfg, tracking
             "test_predictions.parquet",
         }
     else:  # every music run draws its accuracy over K, cold items and coverage; curves where it has them
-        expected = {"metrics_over_k.png", "coverage_popularity.png"}
+        expected = {"metrics_over_k.png", "coverage_popularity.png", "ndcg_at_10_per_user.png"}
         if any(k.startswith("cold_ndcg_at_") for k in found.data.metrics):
             expected.add("cold_vs_all.png")
         if model in ("als", "bpr"):  # implicit's per-iteration curves
             expected.add("training_curves.png")
     assert expected <= evaluation
+
+
+def logged_model_files(cfg) -> Path:
+    """The model's own files, downloaded from the run's logged model: the run's one copy of its model (the run
+    dir keeps none)."""
+    from airush.tracking.model_integrity import download_run_model
+
+    client = mlflow.MlflowClient(cfg.mlflow.tracking_uri)
+    experiment_id = client.get_experiment_by_name(cfg.task.name).experiment_id
+    (found,) = client.search_runs([experiment_id], max_results=1)
+    return download_run_model(client, found, Path(cfg.paths.run_dir) / "check") / "data" / "model"
 
 
 @pytest.mark.slow
@@ -76,7 +88,7 @@ def test_lgbm_model_reloads_with_same_scores(compose_cfg):
     with Stages() as stages:
         prepared = task.prepare(cfg, stages)
     splits = task.split(prepared, cfg)
-    loaded = LightGBMDetector.load(Path(cfg.paths.run_dir) / "model")
+    loaded = LightGBMDetector.load(logged_model_files(cfg))
     fresh = LightGBMDetector(**{k: v for k, v in cfg.model.items() if k != "_target_"}, seed=cfg.seed)
     fresh.fit(splits.X["train"], splits.y["train"], splits.X["valid"], splits.y["valid"])
     np.testing.assert_array_equal(
@@ -91,7 +103,7 @@ def test_music_model_reloads_with_same_scores(model, compose_cfg):
 
     cfg = compose_cfg(["task=music", f"model={model}", *SMALL["music"]])
     run(cfg)
-    loaded = get_class(cfg.model._target_).load(Path(cfg.paths.run_dir) / "model")
+    loaded = get_class(cfg.model._target_).load(logged_model_files(cfg))
     users = np.arange(10)
     top = loaded.recommend(users, 10)
     assert top.shape == (10, 10)

@@ -77,9 +77,23 @@ def latest_run(client, experiment: str):
     return found
 
 
+def model_files(client, run_id: str, path: str = "model") -> set[str]:
+    """The paths under `path` (`model`, `model/data/model`) of the run's logged model `model`, as
+    `runs:/<run id>/model` resolves it: the model MLflow lists for the run (by name and source run), its
+    files in the model's own artifact location, which `client.list_artifacts(run_id)` does not look into."""
+    experiment_id = client.get_run(run_id).info.experiment_id
+    logged = [
+        m for m in client.search_logged_models([experiment_id], "name = 'model'") if m.source_run_id == run_id
+    ]
+    assert len(logged) == 1, f"run {run_id} has {len(logged)} logged models named 'model'"
+    inner = path.partition("/")[2] or None
+    return {f"model/{f.path}" for f in client.list_logged_model_artifacts(logged[0].model_id, inner)}
+
+
 def assert_logged_mlflow_model(client, run_id: str) -> None:
-    """The run itself logged its MLflow Model (run.py calls `save_mlflow_model` after training)."""
-    assert "model/MLmodel" in {f.path for f in client.list_artifacts(run_id, "model")}, run_id
+    """The run itself logged its MLflow Model (run.py calls `save_mlflow_model` after training), as the
+    logged model `model` that `runs:/<run id>/model` resolves to."""
+    assert "model/MLmodel" in model_files(client, run_id), run_id
 
 
 def rebuild(cfg, client, run_id: str, tmp_path: Path) -> tuple:

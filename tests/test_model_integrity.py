@@ -16,6 +16,7 @@ import pytest
 
 from airush.errors import UserError
 from airush.tracking.model_integrity import (
+    MODEL_ID_TAG,
     MODEL_SHA256_TAG,
     fetch_run_model,
     flavor_problem,
@@ -30,20 +31,20 @@ USERS = pd.DataFrame({"user": [0, 1]})
 
 
 def trained_run(compose_cfg, tracking_uri: str, overrides: list[str]) -> tuple[object, str, Path]:
-    """(client, run id, the run's `model` folder in the store) of a run trained on small data."""
+    """(client, run id, the folder of the run's logged model in the store) of a run trained on small data."""
     from airush.runner import run
 
     cfg = compose_cfg(overrides)
     run(cfg)
     client = mlflow.MlflowClient(tracking_uri)
     found = latest_run(client, cfg.task.name)
-    return client, found.info.run_id, stored_model(found.info.artifact_uri)
+    logged = client.get_logged_model(found.data.tags[MODEL_ID_TAG])
+    return client, found.info.run_id, local_folder(logged.artifact_location)
 
 
-def stored_model(artifact_uri: str) -> Path:
+def local_folder(artifact_uri: str) -> Path:
     parts = urlsplit(artifact_uri)
-    path = Path(url2pathname(parts.path)) if parts.scheme == "file" else Path(artifact_uri)
-    return path / "model"
+    return Path(url2pathname(parts.path)) if parts.scheme == "file" else Path(artifact_uri)
 
 
 @pytest.fixture

@@ -536,3 +536,25 @@ def test_music_plots_draw_what_the_metrics_hold(tmp_path):
     ]
     assert all(p.stat().st_size > 1000 for p in written)
     assert save_evaluation_plots({"users_evaluated": 3.0}, {}, tmp_path / "none") == []
+    spread = {"ndcg_at_10": np.array([0.0, 0.0, 0.5, 1.0])}
+    (histogram,) = save_evaluation_plots({}, {}, tmp_path / "hist", spread)
+    assert histogram.name == "ndcg_at_10_per_user.png" and histogram.stat().st_size > 1000
+
+
+def test_per_user_values_are_the_users_behind_the_mean():
+    from airush.music.metrics import full_ranking_metrics
+
+    rng = np.random.default_rng(0)
+    n_users, n_items = 60, 40
+    truth = sp.random(n_users, n_items, density=0.1, format="csr", random_state=1)
+    truth.data[:] = 1.0
+    masked = sp.random(n_users, n_items, density=0.1, format="csr", random_state=2)
+    masked = (masked - masked.multiply(truth)).tocsr()  # a known item is never also a test item
+    scores = rng.random((n_users, n_items))
+    per_user = {"ndcg_at_10": np.empty(0), "recall_at_5": np.empty(0)}
+    means = full_ranking_metrics(
+        lambda u: scores[u], masked, truth, [5, 10], batch_users=7, per_user=per_user
+    )
+    for name, values in per_user.items():
+        assert len(values) == means["users_evaluated"] == (np.diff(truth.indptr) > 0).sum()
+        assert values.mean() == pytest.approx(means[name], rel=1e-12)

@@ -37,12 +37,22 @@ def last_run_id(uri: str) -> str:
 
 
 def served_model(uri: str, run_id: str, folder: Path):
-    """The run's MLflow Model as `mlflow.pyfunc` loads it (no global tracking URI left behind)."""
+    """The run's MLflow Model as `mlflow.pyfunc` loads it from `runs:/<run id>/model`, the store named by
+    MLFLOW_TRACKING_URI as a user would (MLflow 3.17 resolves a run's logged model against the global store
+    whatever `tracking_uri=` says: mlflow/mlflow#18313); no global tracking URI left behind."""
     import mlflow
 
-    local = mlflow.artifacts.download_artifacts(
-        run_id=run_id, artifact_path="model", dst_path=str(folder / f"served-{run_id}"), tracking_uri=uri
-    )
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            f"runs:/{run_id}/model", dst_path=str(folder / f"served-{run_id}")
+        )
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI")
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
     return mlflow.pyfunc.load_model(local)
 
 
@@ -156,8 +166,9 @@ def test_refusals_leave_no_output_file(music_run):
 
     import mlflow
 
-    artifacts = Path(mlflow.MlflowClient(uri).get_run(run_id).info.artifact_uri.removeprefix("file://"))
-    weights = artifacts / "model" / "data" / "model" / "ease.npz"
+    client = mlflow.MlflowClient(uri)
+    logged = client.get_logged_model(client.get_run(run_id).data.tags["airush.model_id"])
+    weights = Path(logged.artifact_location.removeprefix("file://")) / "data" / "model" / "ease.npz"
     original = weights.read_bytes()
     flipped = bytearray(original)
     flipped[len(flipped) // 2] ^= 0xFF

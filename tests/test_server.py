@@ -18,6 +18,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from test_mlflow_models import model_files
+
 from conftest import REPO, SMALL, free_port, run_airush, serving_process
 
 
@@ -92,7 +94,8 @@ def test_a_sweep_logs_to_a_real_server_on_loopback(mlflow_server, tmp_path):
     assert sorted(r.data.tags["airush.model"] for r in children) == ["ease", "pop"]
     for child in children:
         assert child.info.status == "FINISHED" and child.data.metrics["ndcg_at_10"] > 0
-        assert {a.path for a in client.list_artifacts(child.info.run_id)} >= {"hydra", "model"}
+        assert {a.path for a in client.list_artifacts(child.info.run_id)} >= {"hydra"}
+        assert "model/MLmodel" in model_files(client, child.info.run_id)  # its logged model, on the server
     best_id = parents[0].data.tags["best.run_id"]
     summary = client.download_artifacts(parents[0].info.run_id, "sweep_summary.json", str(tmp_path))
     assert best_id in Path(summary).read_text()

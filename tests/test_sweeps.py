@@ -87,7 +87,13 @@ def test_rerunning_a_sweep_reuses_finished_jobs_unless_told_not_to(tmp_path, tra
     assert sorted(r.data.tags["airush.reuses"] for r in links) == sorted(by_id)
     for link in links:
         assert link.info.status == "FINISHED"
-        assert link.data.metrics == by_id[link.data.tags["airush.reuses"]].data.metrics
+        reused = by_id[link.data.tags["airush.reuses"]]
+        assert link.data.metrics == reused.data.metrics
+        # the UI's Dataset and Models columns: the reused run's dataset and logged model
+        assert [d.dataset.digest for d in link.inputs.dataset_inputs] == [
+            d.dataset.digest for d in reused.inputs.dataset_inputs
+        ]
+        assert [o.model_id for o in link.outputs.model_outputs] == [reused.data.tags["airush.model_id"]]
     assert second_parent.info.run_name == "sweep ×2: model=pop,ease"
     assert "2 jobs (2 reused)" in second.stdout
 
@@ -118,6 +124,30 @@ def test_eight_parallel_jobs_share_one_new_sqlite_store(repeat, tmp_path, tracki
     assert len(sweep_dirs) == 1 and sorted(p.name for p in sweep_dirs[0].glob("[0-9]*")) == [
         str(i) for i in range(8)
     ]
+
+
+@pytest.mark.slow
+def test_parallel_jobs_keep_their_output_in_their_own_logs(tmp_path, tracking_uri):
+    """Three jobs at once: two lines each on the terminal, each job's tables and bars in its console.log, one
+    summary at the end, three children under one parent."""
+    args = ["-m", *MUSIC, "model=pop", "seed=1,2,3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=3"]
+    result = run_airush(args, tmp_path, tracking_uri, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    terminal = (result.stdout + result.stderr).splitlines()
+    (sweep_dir,) = (tmp_path / "outputs" / "multiruns").glob("*/*")
+    for num in range(3):
+        assert sum(line.startswith(f"[job {num}] started: ") for line in terminal) == 1, terminal
+        (end,) = [line for line in terminal if line.startswith(f"[job {num}] finished in ")]
+        assert "valid ndcg_at_10 " in end and str(sweep_dir / str(num) / "console.log") in end
+        own = (sweep_dir / str(num) / "console.log").read_text()
+        assert "music · pop · test" in own and "seed=" in own and "evaluate" in own
+    assert not [
+        line for line in terminal if "music · pop · test" in line or "━" in line
+    ]  # no job's table or bar
+    assert sum(line.startswith("airush: sweep ") for line in terminal) == 1
+    _, parents, children = _runs(tracking_uri)
+    assert len(parents) == 1 and len(children) == 3
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
 
 
 @pytest.mark.slow

@@ -238,3 +238,42 @@ def test_train_on_synthetic_and_test_on_balabit_humans(tmp_path, tracking_uri):
     # users 7 and 9: their training sessions and their first 20 labelled test sessions each, all people
     assert int(run.data.params["dataset.test_sessions"]) <= 2 * 20 + 20
     assert run.data.params["dataset.test_positives"] == "0"
+
+    # `airush predict` on the same real sessions gives the run's own test scores, flagged at its threshold
+    balabit = [f"data.root={BALABIT}", "data.users=[7,9]", "data.max_test_sessions=20"]
+    out = tmp_path / "balabit_scores.parquet"
+    predicted = run_airush(
+        ["predict", run.info.run_id, "data=balabit", *balabit, "--out", str(out)], tmp_path, tracking_uri
+    )
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    scores = pd.read_parquet(out).set_index("session_id")
+    expected = pd.read_parquet(
+        Path(run.data.tags["airush.run_dir"]) / "evaluation" / "test_predictions.parquet"
+    )
+    assert scores.index.is_unique and set(expected["session_id"]) == set(scores.index)
+    np.testing.assert_allclose(
+        scores.loc[expected["session_id"], "score"], expected["score"], rtol=1e-6, atol=1e-9
+    )
+    flagged = scores["flagged"].to_numpy()
+    assert flagged.mean() == pytest.approx(metrics["flag_rate"], abs=1e-9)
+
+    # ...and `airush explain` on the real session it scores highest: the same score, its inputs, a picture
+    session = scores["score"].idxmax()
+    explained = run_airush(
+        ["explain", run.info.run_id, f"session={session}", "data=balabit", *balabit], tmp_path, tracking_uri
+    )
+    assert explained.returncode == 0, explained.stderr[-3000:]
+    first = explained.stdout.splitlines()[0]
+    assert first.startswith(f"session {session}: score {scores.loc[session, 'score']:.4f}"), first
+    assert (tmp_path / f"session_{session}.png").stat().st_size > 10_000
+
+    # ...and served over HTTP: raw Balabit events of three sessions in, the same scores out
+    from airush.abuse.data.balabit import BalabitMouse
+    from test_predict import invoke, serving
+
+    log = BalabitMouse(str(BALABIT), users=[7, 9], max_test_sessions=20).load()
+    chosen = expected["session_id"].to_numpy()[:3]
+    events = log.events[log.events["session_id"].isin(chosen)]
+    with serving(tmp_path, tracking_uri, run.info.run_id) as url:
+        got = invoke(url, events).set_index("session_id")
+    np.testing.assert_allclose(got.loc[chosen, "score"], scores.loc[chosen, "score"], rtol=1e-6, atol=1e-9)

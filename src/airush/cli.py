@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import sys
-
-import hydra
-from omegaconf import DictConfig
+from typing import TYPE_CHECKING
 
 from airush.config.resolvers import register
 from airush.errors import UserError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 register()  # before Hydra composes anything
 
@@ -22,17 +23,50 @@ SUBCOMMANDS = {
     "reproduce": "airush.records.reproduce",
     "register": "airush.records.registry",
     "ui": "airush.records.ui",
+    "ps": "airush.records.ps",
+    "logs": "airush.records.logs",
+    "stop": "airush.records.stop",
     "predict": "airush.inference.predict",
     "serve": "airush.inference.serve",
+    "explain": "airush.inference.explain",
+    "submit": "airush.inference.submit",
+    "board": "airush.inference.board_admin",
 }
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def hydra_main(cfg: DictConfig) -> float | None:
-    from airush.data.inputs import check_inputs
+def hydra_main() -> None:
+    """Hydra composes the config from argv and runs `job` (once per job of a sweep). Imported here, not at the
+    top: `airush <subcommand>` and tab completion start without it."""
+    import hydra
+
+    hydra.main(version_base="1.3", config_path="conf", config_name="config")(job)()
+
+
+def job(cfg: DictConfig) -> float | None:
     from airush.job import job_from_hydra
 
     job = job_from_hydra()  # the one place a job's facts are read from Hydra
+    multirun = job.sweep_dir is not None
+    if multirun:
+        from airush.job_console import own_console, parallel_launcher
+
+        if parallel_launcher():  # its output to its own console.log, two lines on the terminal
+            from pathlib import Path
+
+            from hydra.core.hydra_config import HydraConfig
+
+            job_dir = Path(HydraConfig.get().runtime.output_dir)
+            with own_console(job_dir, job.num, job.overrides) as ended:
+                ended["metric"] = f"valid {cfg.task.get('primary_metric', 'objective')}"
+                ended["objective"] = objective = _run_job(cfg, job, ended)
+                return objective
+    return _run_job(cfg, job)
+
+
+def _run_job(cfg: DictConfig, job, ended: dict | None = None) -> float | None:
+    """One job; in a sweep a failure is recorded (and noted in `ended`) and the sweep goes on."""
+    from airush.data.inputs import check_inputs
+
     multirun = job.sweep_dir is not None
     try:
         check_inputs(cfg)  # a missing input file: one line before pandas, the task's code and MLflow load
@@ -43,13 +77,18 @@ def hydra_main(cfg: DictConfig) -> float | None:
         if multirun:
             from airush.tracking.sweeps import job_failed
 
+            if ended is not None:
+                ended["failed"] = str(err)
             return job_failed(err, cfg)  # the sweep goes on and names this job at the end
         _fail(str(err), err.exit_code)  # exit here, before Hydra adds its own "Error executing job" line
         raise
     except Exception as err:
         if multirun:
+            from airush.tracking.store import error_line
             from airush.tracking.sweeps import job_failed
 
+            if ended is not None:
+                ended["failed"] = f"{type(err).__name__}: {error_line(err)}"
             return job_failed(err, cfg)
         _fail_if_store_lost(err, cfg)  # before Hydra's "Error executing job" lines
         raise
@@ -79,6 +118,8 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
     signal.signal(signal.SIGTERM, _terminate)
     try:
+        if _complete(sys.argv[1:]):
+            return
         if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
             import importlib
 
@@ -118,6 +159,100 @@ def main() -> None:
         if message is None:
             raise
         _fail(message)
+
+
+def _complete(args: list[str]) -> bool:
+    """Answer the TAB query of the bash/zsh completion Hydra installs (`eval "$(airush -sc install=bash)"`
+    runs `airush -sc query=bash` with COMP_LINE): subcommands as the first word, nothing after one (the shell
+    completes file names), Hydra's answer otherwise. Hydra composes the config for that (~0.5 s), so its
+    answer for the word's stem (`model.` for `model.fa`, `` for `ta`) is cached until airush, its configs or
+    the installed Hydra plugins change, and filtered here by the word; False when `args` is no such query."""
+    if (
+        len(args) != 2
+        or args[0] not in ("-sc", "--shell-completion")
+        or args[1] not in ("query=bash", "query=zsh")
+    ):
+        return False
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split()[1:]
+    if not line or line[-1].isspace():
+        words.append("")
+    *before, word = words or [""]
+    if before and before[0] in SUBCOMMANDS:
+        print("")
+        return True
+    first = not before and not word.startswith(("-", "+", "~")) and "=" not in word
+    commands = [c for c in SUBCOMMANDS if first and c.startswith(word)]
+    if "=" in word:  # `model=`, `model=a`, `seed=4`: asked as typed
+        stem = word
+    else:  # a key or a group: the answer for its stem (`model.`, `hydra/`, `+`, ``) holds the answer for it
+        cut = max(word.rfind("."), word.rfind("/"))
+        stem = word[: cut + 1] if cut >= 0 else word[:1] if word[:1] in "+~" else ""
+    value = word.partition("=")[2]
+    config_options = (
+        "--config-dir",
+        "-cd",
+        "--config-path",
+        "-cp",
+        "--config-name",
+        "-cn",
+        "hydra.searchpath",
+    )
+    cached = not value.startswith((".", "/", "\\")) and not any(w.startswith(config_options) for w in before)
+    answer = _hydra_completion(
+        [*before, stem], cached
+    )  # file names change; other config trees are not hashed
+    found = sorted({*commands, *(a for a in answer if a.startswith(word))})
+    print(" ".join(found))
+    return True
+
+
+def _hydra_completion(words: list[str], cached: bool) -> list[str]:
+    """Hydra's bash completion answer for `airush <words>`, from the cache when `cached` and it is there."""
+    import contextlib
+    import hashlib
+    import io
+    import json
+    from pathlib import Path
+
+    path = None
+    if cached:
+        key = json.dumps([words, os.getcwd() if words[-1].endswith("=") else "", *_completion_sources()])
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "airush" / "completion"
+        path = cache / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.txt"
+        with contextlib.suppress(OSError):
+            return path.read_text().split()
+    os.environ["COMP_LINE"] = " ".join(["airush", *words])  # Hydra reads the line from here
+    sys.argv[1:] = ["-sc", "query=bash"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        hydra_main()
+    answer = out.getvalue().split()
+    if path is not None:
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.{os.getpid()}")
+            partial.write_text(" ".join(answer))
+            partial.replace(path)
+    return answer
+
+
+def _completion_sources() -> list:
+    """What Hydra's completion answer depends on besides the line: airush and its packaged configs (file
+    stats), the installed `hydra_plugins` (sweepers, launchers, search paths), this interpreter, and the
+    environment the configs read."""
+    import importlib.util
+    from pathlib import Path
+
+    import airush
+
+    spec = importlib.util.find_spec("airush.conf")
+    conf = Path(spec.origin).parent if spec and spec.origin else Path()
+    stats = [(str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(conf.rglob("*.yaml"))]
+    plugins = [
+        (str(p), p.stat().st_mtime_ns) for e in sys.path if (p := Path(e or ".") / "hydra_plugins").is_dir()
+    ]
+    return [airush.__version__, sys.executable, stats, plugins, os.environ.get("MLFLOW_TRACKING_URI")]
 
 
 def _refuse_unknown_command(args: list[str]) -> None:

@@ -63,15 +63,31 @@ class Stages:
 
     def stage(self, description: str, total: int) -> StageBar:
         """Start a bar for one stage; the code doing the work advances it."""
+        run_log().info("%s: 0/%d", description, total or 0)
         return StageBar(self._progress, self._progress.add_task(description, total=total))
+
+
+PROGRESS_LOG_EVERY_S = (
+    5.0  # a long stage's progress in the run's log (what `airush ps` shows), at most this often
+)
 
 
 class StageBar:
     def __init__(self, progress: Progress, task_id: TaskID) -> None:
+        import time
+
         self._progress, self._task_id = progress, task_id
+        self._clock = time.monotonic
+        self._logged_at = self._clock()
 
     def advance(self, n: int = 1) -> None:
         self._progress.advance(self._task_id, n)
+        if self._clock() - self._logged_at >= PROGRESS_LOG_EVERY_S:
+            self._logged_at = self._clock()
+            task = next(t for t in self._progress.tasks if t.id == self._task_id)
+            run_log().info(
+                "%s: %d/%d (%.1f s)", task.description, task.completed, task.total or 0, task.elapsed or 0
+            )
 
     def done(self) -> None:
         """Fill the bar (e.g. training stopped early)."""

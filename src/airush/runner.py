@@ -22,6 +22,7 @@ from airush.config.identity import config_hash
 from airush.errors import ConfigError
 from airush.job import JobContext, job_from_hydra_config
 from airush.tracking import run_record, store
+from airush.tracking.datasets import run_dataset
 from airush.tracking.mlflow_model import save_mlflow_model
 
 
@@ -86,6 +87,7 @@ def run_built(built: Built, job: JobContext, devices, uri: str) -> dict[str, flo
         log_config(tracked, cfg, run_dir, job)  # first: a run that fails later can still be reproduced
         # what else the task says about its data, e.g. abuse's airush.test_data
         tracked.set_tags({"data.fingerprint": prepared.fingerprint, **getattr(prepared, "tags", {})})
+        tracked.log_dataset(run_dataset(job.choice("data", cfg), prepared, cfg.data, int(cfg.seed)))
         check_reproduced_data(cfg, prepared.fingerprint, tracked)
         tracked.log_params({f"dataset.{k}": str(v) for k, v in prepared.stats.items()})
         with console.Stages() as stages:
@@ -109,7 +111,7 @@ def run_built(built: Built, job: JobContext, devices, uri: str) -> dict[str, flo
         [
             ("MLflow run", f"{tracked.run_id} (experiment '{cfg.mlflow.experiment}')"),
             ("run dir", str(run_dir)),
-            ("MLflow UI", store.ui_command(uri)),
+            ("MLflow UI", store.ui_command(uri, tracked.experiment_id)),
         ],
     )
     return metrics

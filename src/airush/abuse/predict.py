@@ -8,7 +8,8 @@ session rebased to start at 0 ms, and turned into the model's inputs by the run'
 
 `predictions(trained, source, options)` streams a data source's sessions through it, chunk by chunk
 (`EventSource.iter_session_chunks`), with `flagged = score >= threshold`, the F1-best threshold the run chose
-on valid. Labels are never read.
+on valid. Labels are never read. With `options.explain`, flagged sessions also get `top_features`
+(`airush.abuse.contributions.top_features_column`).
 """
 
 from __future__ import annotations
@@ -231,6 +232,13 @@ def predictions(trained, source, options=None) -> Iterator[pd.DataFrame]:
     for events in chunks:
         if not len(events):
             continue
-        scored = _score_ordered(model, pipeline, session_order(events))
+        ordered = session_order(events)
+        scored = _score_ordered(model, pipeline, ordered)
         scored["flagged"] = scored["score"].to_numpy() >= float(threshold)
+        if options.explain:
+            from airush.abuse.contributions import top_features_column
+
+            scored["top_features"] = top_features_column(
+                model, pipeline, ordered, scored, options.top_features
+            )
         yield scored

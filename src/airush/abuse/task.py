@@ -26,6 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from airush.abuse.data import EventLog
+from airush.abuse.explain import save_top_flagged
 from airush.abuse.metrics import (
     best_f1_threshold,
     defined_metrics,
@@ -83,6 +84,7 @@ class SessionSplits:
     kind: dict[str, np.ndarray]
     session_id: dict[str, np.ndarray]
     account: dict[str, np.ndarray] | None = None  # scope=account: claimed account of each feature row
+    test_events: pd.DataFrame | None = None  # scope=session: the events log holding the test sessions
 
 
 def scope(cfg: DictConfig) -> str:
@@ -254,6 +256,7 @@ def _session_splits(prepared: PreparedSessions, parts: dict[str, np.ndarray]) ->
         y={k: sessions["label"].to_numpy()[rows] for k, rows in parts.items()},
         kind={k: sessions["kind"].to_numpy()[rows] for k, rows in parts.items()},
         session_id={k: sessions["session_id"].to_numpy()[rows] for k, rows in parts.items()},
+        test_events=prepared.log.events,
     )
 
 
@@ -266,6 +269,7 @@ def _with_test(splits: SessionSplits, test: PreparedSessions) -> SessionSplits:
     splits.y["test"] = sessions["label"].to_numpy()
     splits.kind["test"] = sessions["kind"].to_numpy()
     splits.session_id["test"] = sessions["session_id"].to_numpy()
+    splits.test_events = test.log.events
     return splits
 
 
@@ -376,6 +380,9 @@ def evaluate(
     if importance is not None:
         importance.to_frame().to_csv(out_dir / "feature_importance.csv")
     save_evaluation_plots(y, scores, threshold, importance, out_dir)
+    if splits.test_events is not None:  # the top flagged test sessions, explained (`airush.abuse.explain`)
+        explained = (model, splits.X["test"], session_ids, scores, threshold, splits.test_events)
+        save_top_flagged(*explained, out_dir / "explanations", kind=kind)
     return metrics
 
 

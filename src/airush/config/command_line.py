@@ -79,10 +79,6 @@ def check_tracking_server(overrides: list[str]) -> None:
         check_server_reachable(uri)
 
 
-# Config choices that come with an optional install (pyproject's extras).
-OPTIONAL_EXTRAS = {"hydra/launcher/ray": "pip install -e '.[ray]'"}
-
-
 def hydra_error_line(err: Exception) -> str | None:
     """One line for a Hydra/OmegaConf config error, None for anything else (a bug: keep the traceback)."""
     from hydra.errors import HydraException, MissingConfigException
@@ -90,9 +86,7 @@ def hydra_error_line(err: Exception) -> str | None:
 
     if isinstance(err, MissingConfigException) and err.options:
         group = (err.missing_cfg_file or "").rsplit("/", 1)[0] or "config"
-        hint = OPTIONAL_EXTRAS.get(err.missing_cfg_file or "")
-        hint = f" ({err.missing_cfg_file.rsplit('/', 1)[1]} needs the optional extra: {hint})" if hint else ""
-        return f"unknown {err.missing_cfg_file}; {group} choices: {', '.join(err.options)}{hint}"
+        return f"unknown {err.missing_cfg_file}; {group} choices: {', '.join(err.options)}"
     if isinstance(err, HydraException | OmegaConfBaseException):
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         cause = err.__cause__

@@ -14,7 +14,7 @@ from airush.config.choices import TASK_BOUND_GROUPS, ConfigChoices
 
 # Hydra plugin choices we ship configs for or document (tests check them against Hydra's own list).
 HYDRA_CHOICES = {
-    "hydra/launcher": ("basic", "joblib", "submitit_local", "submitit_slurm"),
+    "hydra/launcher": ("basic", "joblib", "submitit_local", "submitit_slurm", "slurm", "ray"),
     "hydra/sweeper": ("basic", "airush_optuna"),
 }
 SUBCOMMANDS_HELP = {
@@ -24,6 +24,13 @@ SUBCOMMANDS_HELP = {
     "register": "register a run (or a sweep's best child) in the MLflow Model Registry",
     "predict": "a run's model on new data: MODEL data=... --out FILE (.csv/.parquet)",
     "serve": "a run's model over HTTP after verifying it (mlflow models serve)",
+    "explain": "why a session was flagged: MODEL session=ID data=... (top inputs and a picture)",
+    "board": "create or show a board: inputs, hidden labels and a metric (the organiser's side)",
+    "submit": "score a run's model on a board: MODEL --board NAME",
+    "ui": "MLflow's UI on the store airush records to from here",
+    "ps": "running runs: host, pid, age, last log line",
+    "logs": "a run's log: RUN [-f] follows it until the run ends",
+    "stop": "stop a running run here: it ends KILLED",
 }
 EXAMPLES = (
     ("airush", "abuse detection, LightGBM, synthetic sessions"),

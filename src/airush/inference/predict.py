@@ -4,6 +4,9 @@ MODEL is verified (`trained.py`); the data is composed like `airush task=<the ru
 compose it (the same checks and one-line errors), and built from its (trusted) `_target_`; the run's task
 turns it into prediction chunks (`Task.predictions`, i.e. `airush.<task>.predict.predictions`), written as
 they come (`output.py`). Labels are never read for predicting.
+
+`explain=true` (abuse only) adds `top_features` to every flagged session: its largest contributions to the
+log-odds of bot, `name:+0.421;name:-0.102` (`airush.abuse.explain`), "" for sessions not flagged.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ class PredictOptions:
     seed: int | None = None  # what generated data is drawn with (None: the run's seed)
     skip_unknown_users: bool = False  # music: drop users the model never saw (else refused, unless it can
     # score a new user's play history)
+    explain: bool = False  # abuse: `top_features` of each flagged session (`explain=true`)
+    top_features: int = 5  # abuse, with explain: contributions named per flagged session
     stages: Any = None  # airush.console.Stages for progress bars, or None
 
 
@@ -45,13 +50,18 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("model", help="a run id (or unique prefix) or models:/NAME/VERSION")
     parser.add_argument(
-        "overrides", nargs="*", default=[], help="the data to predict on: data=<option> [data.key=value ...]"
+        "overrides",
+        nargs="*",
+        default=[],
+        help="the data to predict on: data=<option> [data.key=value ...]; abuse: explain=true adds "
+        "each flagged session's top_features",
     )
     parser.add_argument("--out", required=True, help="the output file: .csv or .parquet")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("--top-n", type=int, help="music: items per user (default: the run's own)")
     parser.add_argument("--chunk-size", type=int, default=10_000, help="music: users per chunk")
     parser.add_argument("--chunk-events", type=int, help="abuse: events per chunk (memory ~1 kB each)")
+    parser.add_argument("--top-features", type=int, default=5, help="abuse, explain=true: inputs per session")
     parser.add_argument(
         "--skip-unknown-users", action="store_true", help="music: drop users the model never saw"
     )
@@ -61,7 +71,10 @@ def main(argv: list[str]) -> int:
         raise UserError(f"--top-n {args.top_n}: ask for at least one item per user")
     if args.chunk_size < 1 or (args.chunk_events is not None and args.chunk_events < 1):
         raise UserError("--chunk-size and --chunk-events: at least 1")
-    check_overrides(args.overrides)
+    explain, overrides = explain_argument(args.overrides)
+    if args.top_features < 1:
+        raise UserError(f"--top-features {args.top_features}: name at least one")
+    check_overrides(overrides)
     out = Path(args.out)
     from airush.inference.output import check_output
 
@@ -71,12 +84,28 @@ def main(argv: list[str]) -> int:
         chunk_size=args.chunk_size,
         chunk_events=args.chunk_events,
         skip_unknown_users=args.skip_unknown_users,
+        explain=explain,
+        top_features=args.top_features,
     )
     rows = predict(
-        args.tracking_uri or default_tracking_uri(), args.model, args.overrides, out, options, args.overwrite
+        args.tracking_uri or default_tracking_uri(), args.model, overrides, out, options, args.overwrite
     )
     print(f"airush: wrote {rows} prediction rows to {out}", file=sys.stderr)
     return 0
+
+
+def explain_argument(overrides: list[str]) -> tuple[bool, list[str]]:
+    """(what `explain=true|false` asks, the other overrides); the last one given counts."""
+    explain, rest = False, []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key != "explain":
+            rest.append(override)
+        elif value.lower() in ("true", "false"):
+            explain = value.lower() == "true"
+        else:
+            raise UserError(f"{override}: explain=true or explain=false")
+    return explain, rest
 
 
 def check_overrides(overrides: list[str]) -> None:
@@ -100,9 +129,23 @@ def predict(
 
     with trained_model(uri, ref) as trained:
         task, source = task_and_source(trained, overrides)
+        if options.explain and explanations_module(task) is None:
+            raise UserError(
+                f"explain=true explains abuse session scores; run {trained.run_id} is a {trained.task} model"
+            )
         with Stages() as stages:
             options = dataclasses.replace(options, stages=stages)
             return write_predictions(out, task.predictions(trained, source, options), overwrite)
+
+
+def explanations_module(task) -> str | None:
+    """The module explaining the task's scores (`explain` beside its `predict` module, e.g.
+    `airush.abuse.explain`), or None when the task has none."""
+    import importlib.util
+
+    package = type(task).__module__.rpartition(".")[0]
+    module = f"{package}.explain"
+    return module if package and importlib.util.find_spec(module) is not None else None
 
 
 def task_and_source(trained, overrides: list[str]):

@@ -64,8 +64,10 @@ def full_ranking_metrics(
     item_popularity: np.ndarray | None = None,
     batch_users: int = 2048,
     bar=None,
+    per_user: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
-    """Mean metrics over users with at least one truth item; scoring in (users x items) blocks."""
+    """Mean metrics over users with at least one truth item; scoring in (users x items) blocks. `per_user`:
+    a dict whose keys name metrics (e.g. "ndcg_at_10") to keep per evaluated user; filled in user order."""
     ks = sorted({int(k) for k in ks})
     n_items = truth.shape[1]
     kmax = min(max(ks), n_items)
@@ -74,11 +76,14 @@ def full_ranking_metrics(
     totals = {f"{m}_at_{k}": 0.0 for m in METRICS for k in ks}
     recommended = {k: np.zeros(n_items, dtype=bool) for k in ks}
     pop_sum = dict.fromkeys(ks, 0.0)
+    kept: dict[str, list[np.ndarray]] = {}
     listed_count = dict.fromkeys(ks, 0)
     for batch, top in top_k_blocks(score, users, n_items, kmax, masked, batch_users):
         hits = membership(top, truth[batch])
         for name, values in ranking_metrics_from_hits(hits, n_relevant_all[batch], ks).items():
             totals[name] += float(values.sum())
+            if per_user is not None and name in per_user:
+                kept.setdefault(name, []).append(values)
         for k in ks:
             listed = top[:, :k][top[:, :k] >= 0]
             recommended[k][listed] = True
@@ -87,6 +92,9 @@ def full_ranking_metrics(
                 pop_sum[k] += float(item_popularity[listed].sum())
         if bar is not None:
             bar.advance(len(batch))
+    if per_user is not None:
+        for name in per_user:
+            per_user[name] = np.concatenate(kept[name]) if name in kept else np.empty(0)
     n = max(len(users), 1)
     out = {name: total / n for name, total in totals.items()}
     for k in ks:

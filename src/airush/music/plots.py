@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
+
 from airush.figures import pyplot, save
 
 ACCURACY = ("ndcg", "recall", "precision", "hit", "mrr", "map")
@@ -26,10 +28,14 @@ def metrics_over_k(metrics: dict[str, float], prefix: str = "") -> dict[str, dic
 
 
 def save_evaluation_plots(
-    metrics: dict[str, float], history: dict[str, dict[int, float]], out_dir: Path
+    metrics: dict[str, float],
+    history: dict[str, dict[int, float]],
+    out_dir: Path,
+    per_user: dict[str, np.ndarray] | None = None,
 ) -> list[Path]:
-    """Write metrics_over_k.png, cold_vs_all.png, coverage_popularity.png (and training_curves.png for a
-    model with curves) into `out_dir`; a figure whose metrics the run lacks is left out."""
+    """Write metrics_over_k.png, cold_vs_all.png, coverage_popularity.png, training_curves.png (a model with
+    curves) and <metric>_per_user.png (each `per_user` metric's spread over test users) into `out_dir`; a
+    figure whose metrics the run lacks is left out."""
     plt = pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -82,4 +88,22 @@ def save_evaluation_plots(
             ax.plot(steps, [curve[s] for s in steps])
             ax.set(xlabel="iteration", title=name)
         written.append(save(fig, out_dir / "training_curves.png"))
+    for name, values in (per_user or {}).items():
+        if len(values):
+            written.append(per_user_histogram(plt, name, values, out_dir / f"{name}_per_user.png"))
     return written
+
+
+def per_user_histogram(plt, name: str, values: np.ndarray, path: Path) -> Path:
+    """How a metric spreads over test users: the mean hides users served nothing (the bar at 0)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(values, bins=np.linspace(0.0, 1.0, 21), color="tab:blue", edgecolor="white")
+    mean, zero = float(values.mean()), float((values == 0).mean())
+    ax.axvline(mean, color="tab:red", linestyle="--", label=f"mean {mean:.4f}")
+    ax.set(
+        xlabel=f"{name} of a user",
+        ylabel="test users",
+        title=f"{name} per user ({len(values)} users, {zero:.0%} at 0)",
+    )
+    ax.legend()
+    return save(fig, path)

@@ -28,7 +28,8 @@ def predictions(trained, source, options) -> Iterator[pd.DataFrame]:
     serving = trained.model.get_raw_model()  # MusicRecommendations: the model and the run's id maps
     model = serving.model
     k = int(options.top_n or serving.default_k)
-    plays: Plays = source.load(seed=int(trained.config.get("seed", 0)), stages=options.stages)
+    seed = options.seed if options.seed is not None else trained.config.get("seed", 0)  # generated data
+    plays: Plays = source.load(seed=int(seed), stages=options.stages)
     users = np.asarray(plays.user_ids)
     dense = serving.user_index.get_indexer(users)
     counts = history_counts(plays, serving.item_ids)  # data's users x model's items

@@ -188,7 +188,10 @@ def evaluate(model, splits: PlaySplits, cfg: DictConfig, stages: Stages, out_dir
     n_test_users = int((np.diff(splits.test.indptr) > 0).sum())
     bar = stages.stage("evaluate", total=n_test_users)
     masked = (splits.seen_train + splits.valid).tocsr()
-    test = full_ranking_metrics(model.score, masked, splits.test, ks, splits.item_popularity, batch, bar)
+    per_user = {f"ndcg_at_{primary_k(str(cfg.task.primary_metric), ks)}": np.empty(0)}  # for its histogram
+    test = full_ranking_metrics(
+        model.score, masked, splits.test, ks, splits.item_popularity, batch, bar, per_user=per_user
+    )
     cold = cold_start_metrics(model.score, masked, splits.test, splits.seen_train, ks, batch)
     test |= cold
     few = few_cold_users_note(cold, int(cfg.task.get("min_eval_users", MIN_EVAL_USERS)))
@@ -203,7 +206,7 @@ def evaluate(model, splits: PlaySplits, cfg: DictConfig, stages: Stages, out_dir
         top = top_n_for_all_users(model.score, seen_all, int(top_n), batch)
         check_top_n(top, seen_all, int(top_n))
         write_top_n(top, splits.user_ids, splits.item_ids, out_dir)
-    save_evaluation_plots(test, getattr(model, "history_", {}), out_dir)
+    save_evaluation_plots(test, getattr(model, "history_", {}), out_dir, per_user)
     return test | {
         f"valid_{name}": valid[name]
         for name in (*(f"{m}_at_{k}" for k in valid_ks for m in ("ndcg", "recall")), cfg.task.primary_metric)

@@ -17,7 +17,7 @@ from airush.records.runs import (
     experiments,
     find_run,
     model_of,
-    open_store,
+    reader_for,
     seed_of,
     store_error,
 )
@@ -104,14 +104,14 @@ def main(argv: list[str]) -> int:
     if len(args.run_ids) < 2:
         raise UserError("airush compare: give two or more run ids")
     uri = args.tracking_uri or default_tracking_uri()
-    client = open_store(uri)
-    from mlflow.exceptions import MlflowException
-
+    reader = reader_for(uri)  # a local sqlite store without importing MLflow
     try:
-        ids = list(experiments(client, None))
-        runs = [resolve_run(client, ref, ids) for ref in args.run_ids]
-    except MlflowException as err:
+        ids = list(experiments(reader, None))
+        runs = [resolve_run(reader, ref, ids) for ref in args.run_ids]
+    except reader.errors as err:
         raise store_error(uri, err) from None
+    finally:
+        reader.close()
     print_comparison(
         runs, differing_params(runs, args.all), metric_rows(runs), provenance_rows(runs), args.all
     )

@@ -30,13 +30,12 @@ from airush.records.runs import (
     experiments,
     is_sweep_parent,
     no_match,
-    open_store,
+    reader_for,
     run_filters,
     seed_of,
     store_error,
     task_of,
 )
-from airush.tracking.store import search_all
 
 # Fallbacks for runs recorded before the `airush.primary_metric` tag; the tag wins.
 PRIMARY = {"abuse": "roc_auc", "music": "ndcg_at_10"}
@@ -95,15 +94,15 @@ def data_setup(run) -> tuple[str, tuple[tuple[str, str], ...]]:
 def setup_labels(task: str, setups: list[tuple[str, tuple]]) -> dict[tuple, str]:
     """Per data setup, the params that set it apart: those off the yaml defaults (conf/data/<data>.yaml,
     conf/task/<task>.yaml), and any on which setups of the same data disagree ("" for the defaults alone)."""
-    from airush.config.choices import group_options, option_config
+    from airush.records.runs import option_defaults
     from airush.tracking.run_record import flatten
 
-    task_yaml = option_config("task", task).get("task", {}) if task in group_options("task") else {}
+    task_yaml = (option_defaults("task", task) or {}).get("task", {})
     labels = {}
     for name in {data for data, _ in setups}:
         same = [setup for setup in setups if setup[0] == name]
         params = [dict(setup[1]) for setup in same]
-        data_yaml = option_config("data", name) if name in group_options("data") else {}
+        data_yaml = option_defaults("data", name) or {}
         defaults = flatten({"data": data_yaml, "task": task_yaml})
         keys = {k for p in params for k, v in p.items() if k in defaults and not _same_value(v, defaults[k])}
         keys |= {k for p in params for k in p if len({other.get(k) for other in params}) > 1}
@@ -129,10 +128,10 @@ def config_key(params: dict[str, str]) -> str:
 def key_params(run) -> str:
     """What sets this config apart: the model's params that differ from its yaml defaults, then the other
     command-line overrides (features, task settings) but those of the data setup, which heads the table."""
-    from airush.config.choices import group_options, option_config
+    from airush.records.runs import option_defaults
 
     model = run.data.tags.get("airush.model", "")
-    defaults = option_config("model", model) if model in group_options("model") else {}
+    defaults = option_defaults("model", model) or {} if model else {}
     parts = [
         f"{key[len('model.') :]}={value}"
         for key, value in sorted(run.data.params.items())
@@ -344,17 +343,21 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if any(arg == "--board" or arg.startswith("--board=") for arg in argv):  # a board's submissions
+        from airush.records import board_ranking
+
+        return board_ranking.main(argv)
     args = _parser().parse_args(argv)
     uri = args.tracking_uri or default_tracking_uri()
-    client = open_store(uri)
-    from mlflow.exceptions import MlflowException
-
+    reader = reader_for(uri)  # a local sqlite store without importing MLflow
     try:
-        names = experiments(client, None)
-        selected = experiments(client, args.experiment) if args.experiment else names
-        every_run = search_all(client, names)  # all of them: to say which filter matched nothing
-    except MlflowException as err:
+        names = experiments(reader, None)
+        selected = experiments(reader, args.experiment) if args.experiment else names
+        every_run = reader.runs(names)  # all of them: to say which filter matched nothing
+    except reader.errors as err:
         raise store_error(uri, err) from None
+    finally:
+        reader.close()
     airush_runs = [r for r in every_run if task_of(r) and not is_sweep_parent(r)]
     filters = run_filters(selected if args.experiment else None, args.task, args.data, args.tag)
     runs = [r for r in airush_runs if all(keep(r) for _, keep in filters)]

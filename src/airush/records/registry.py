@@ -15,7 +15,7 @@ from pathlib import Path
 
 from airush.errors import UserError
 from airush.records.runs import OneLineParser, default_tracking_uri, find_run, is_sweep_parent, open_store
-from airush.tracking.model_integrity import MODEL_SHA256_TAG
+from airush.tracking.model_integrity import MODEL_SHA256_TAG, run_model_source
 from airush.tracking.run_record import is_link
 from airush.tracking.store import redact_uri, search_all
 from airush.tracking.sweeps import sweep_summary
@@ -60,6 +60,8 @@ def register(uri: str, run_id: str, name: str):
     if is_sweep_parent(run):
         parent, run = run, best_child(client, run, uri)
     _check_registrable(client, run)
+    # what the version points at: the run's logged model (`models:/<id>`), or an older run's `model` artifact
+    source, model_id = run_model_source(client, run)
     model_sha256 = _verified_model(client, run.info.run_id)
     metric = run.data.tags.get("airush.primary_metric", "")
     tags = {
@@ -84,8 +86,9 @@ def register(uri: str, run_id: str, name: str):
                 raise
         return client.create_model_version(
             name,
-            f"{run.info.artifact_uri}/model",
+            source,
             run_id=run.info.run_id,
+            model_id=model_id,
             tags=tags,
             description=f"{how}: {metric}={tags['value']} on test, {tags['valid_value'] or 'none'} on valid",
         )
@@ -115,8 +118,6 @@ def _check_registrable(client, run) -> None:
     run_id = run.info.run_id
     if run.info.status != "FINISHED":
         raise UserError(f"run {run_id} is {run.info.status}; only FINISHED runs can be registered")
-    if not any(f.path == "model/MLmodel" for f in client.list_artifacts(run_id, "model")):
-        raise UserError(f"run {run_id} has no MLflow Model (no model/MLmodel artifact) to register")
 
 
 def _verified_model(client, run_id: str) -> str:

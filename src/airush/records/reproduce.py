@@ -26,6 +26,7 @@ from airush.records.runs import (
     find_run,
     is_sweep_parent,
     open_store,
+    reader_for,
     store_error,
 )
 from airush.tracking.store import redact_uri
@@ -168,10 +169,14 @@ def run_again(
 
 def recorded_run(uri: str, run_id: str):
     """(run, its resolved config, its command-line overrides, its group choices) from the store."""
-    from mlflow.exceptions import MlflowException
 
-    client = open_store(uri)
-    run = find_run(client, run_id)
+    reader = reader_for(uri)  # an unknown id or a sweep parent is refused before MLflow loads
+    try:
+        run = find_run(reader, run_id)
+    except reader.errors as err:
+        raise store_error(uri, err) from None
+    finally:
+        reader.close()
     if run is None:
         raise UserError(f"no run '{run_id}' in MLflow store {redact_uri(uri)}")
     run_id = run.info.run_id
@@ -179,6 +184,9 @@ def recorded_run(uri: str, run_id: str):
         raise UserError(
             f"run {run_id} is a sweep's parent; reproduce one of its children (or its best.run_id)"
         )
+    from mlflow.exceptions import MlflowException
+
+    client = open_store(uri)
     try:
         logged = {a.path for a in client.list_artifacts(run_id, "hydra")}
         missing = [a for a in (CONFIG_ARTIFACT, OVERRIDES_ARTIFACT) if a not in logged]

@@ -31,17 +31,44 @@ def open_store(uri: str):
 
     scheme = urlsplit(uri).scheme
     if scheme == "sqlite":
-        path = store.sqlite_path(uri)
-        if path is None or not path.is_file():
-            raise UserError(
-                f"no MLflow store at {path or uri}; run `airush` here first, or pass --tracking-uri "
-                "(or set MLFLOW_TRACKING_URI)"
-            )
+        require_sqlite_file(uri)
     elif scheme in ("http", "https"):
         store.check_server_reachable(uri)
     else:
         store.check_tracking_uri(uri)  # refuses the ./mlruns file store in one line
     return store.client_for(uri)
+
+
+def reader_for(uri: str):  # -> SqliteReader | MlflowReader
+    """The fast reader (`store_reader.SqliteReader`) for an existing local sqlite store of a known schema,
+    else MLflow's client through `open_store`. A missing store, or one MLflow cannot read either: one line."""
+    from urllib.parse import urlsplit
+
+    from airush.records.store_reader import READER_ENV, MlflowReader, SqliteReader
+
+    if urlsplit(uri).scheme == "sqlite" and os.environ.get(READER_ENV, "") != "mlflow":
+        reader = SqliteReader.open(require_sqlite_file(uri))
+        if reader is not None:
+            return reader
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return MlflowReader(open_store(uri))
+    except MlflowException as err:  # a schema MLflow cannot read either: its own message, in one line
+        raise store_error(uri, err) from None
+
+
+def require_sqlite_file(uri: str) -> Path:
+    """The file of a `sqlite:///` store, which must exist: reading never creates a store."""
+    from airush.tracking.store import sqlite_path
+
+    path = sqlite_path(uri)
+    if path is None or not path.is_file():
+        raise UserError(
+            f"no MLflow store at {path or uri}; run `airush` here first, or pass --tracking-uri "
+            "(or set MLFLOW_TRACKING_URI)"
+        )
+    return path
 
 
 def store_error(uri: str, err: Exception) -> UserError:
@@ -50,43 +77,41 @@ def store_error(uri: str, err: Exception) -> UserError:
     return UserError(f"cannot read MLflow store {redact_uri(uri)}: {error_line(err)}")
 
 
-def experiments(client, names: list[str] | None) -> dict[str, str]:
-    """{experiment id: name}: the named ones (each must exist) or every active one."""
-    if names:
-        found = {}
-        for name in names:
-            experiment = client.get_experiment_by_name(name)
-            if experiment is None or experiment.lifecycle_stage != "active":
-                known = ", ".join(sorted(experiments(client, None).values())) or "none"
-                raise UserError(f"no MLflow experiment '{name}'; experiments: {known}")
-            found[experiment.experiment_id] = experiment.name
-        return found
-    out, token = {}, None
-    while True:
-        page = client.search_experiments(max_results=1000, page_token=token)
-        out.update({e.experiment_id: e.name for e in page})
-        token = page.token
-        if not token:
-            return out
+def experiments(store, names: list[str] | None) -> dict[str, str]:
+    """{experiment id: name}: the named ones (each must exist) or every active one. `store`: a reader
+    (`records.store_reader`) or an MLflow client."""
+    from airush.records.store_reader import as_reader
+
+    reader = as_reader(store)
+    if not names:
+        return reader.experiments()
+    found = {}
+    for name in names:
+        experiment = reader.experiment_by_name(name)
+        if experiment is None or experiment[2] != "active":
+            known = ", ".join(sorted(reader.experiments().values())) or "none"
+            raise UserError(f"no MLflow experiment '{name}'; experiments: {known}")
+        found[experiment[0]] = experiment[1]
+    return found
 
 
 def task_of(run) -> str | None:
     return run.data.tags.get("airush.task") or run.data.params.get("task.name")
 
 
-def find_run(client, ref: str, experiment_ids: list[str] | None = None):
+def find_run(store, ref: str, experiment_ids: list[str] | None = None):
     """A run by its full id or by a unique prefix (the leaderboard shows 8 characters); None when there is
-    none, one line when a prefix fits several."""
-    from mlflow.exceptions import MlflowException
+    none, one line when a prefix fits several. `store`: a reader (`records.store_reader`) or an MLflow client."""
+    from airush.records.store_reader import as_reader
 
-    try:
-        return client.get_run(ref)
-    except MlflowException:
-        pass
+    reader = as_reader(store)
+    run = reader.get_run(ref)
+    if run is not None:
+        return run
     if not 4 <= len(ref) < 32 or not set(ref) <= set("0123456789abcdef"):
         return None
-    ids = list(experiments(client, None)) if experiment_ids is None else experiment_ids
-    found = client.search_runs(ids, f"attributes.run_id LIKE '{ref}%'", max_results=3) if ids else []
+    ids = list(reader.experiments()) if experiment_ids is None else experiment_ids
+    found = reader.runs_with_prefix(ref, ids, 3)
     if len(found) > 1:
         listed = ", ".join(r.info.run_id for r in found)
         raise UserError(f"run id prefix '{ref}' is ambiguous ({listed}, ...); give more characters")
@@ -111,6 +136,26 @@ def data_name(run) -> str:
     if len(options) == 1:
         return options[0]
     return target.rsplit(".", 2)[-2] if target.count(".") >= 2 else target or "?"
+
+
+@functools.cache
+def option_defaults(group: str, option: str) -> dict | None:
+    """The yaml of one of airush's own config options as written (what `config.choices.option_config`
+    gives), None when `group` has no such option. Read straight from the packaged file when there is one:
+    asking Hydra's config repository costs the leaderboard ~0.3 s (its plugin scan), and an option only a
+    Hydra plugin provides is still found through it."""
+    from airush.config.choices import conf_dir
+
+    path = conf_dir() / group / f"{option}.yaml"
+    if path.is_file():
+        from omegaconf import OmegaConf
+
+        loaded = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+        loaded.pop("defaults", None)  # Hydra's defaults list, not config
+        return loaded
+    from airush.config.choices import group_options, option_config
+
+    return option_config(group, option) if option in group_options(group) else None
 
 
 @functools.cache

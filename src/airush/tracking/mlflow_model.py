@@ -11,6 +11,10 @@ the trusted packages (`airush.trust`), and the sha256 of every other file there 
 checks before it imports or reads anything. A LightGBM detector's MLmodel also lists MLflow's `lightgbm`
 flavor on its booster text (`data/model/model.txt`). A run tags the hash of the whole MLflow Model
 (`airush.tracking.model_integrity`).
+
+The run logs it as MLflow 3 logs models (`log_logged_model`): a LoggedModel named `model`, listed under the
+experiment's Models, carrying the run's params and linked to its metrics and dataset; `runs:/<run id>/model`
+resolves to it. Its files live only in the logged model's artifact location: the run dir keeps no copy.
 """
 
 from __future__ import annotations
@@ -35,14 +39,51 @@ QUIET = ("Hint: Inferred schema contains integer column", "Operation with range 
 
 def save_mlflow_model(task, cfg, model, splits, model_dir: Path, out_dir: Path) -> Path:
     """Write the MLflow Model of `model` (already saved by its own `save` in `model_dir`) to `out_dir`, the
-    task deciding what it takes and returns, and return `out_dir`, which the run logs as its `model`."""
+    task deciding what it takes and returns, and return `out_dir`, which the run logs as its `model`.
+
+    `model_dir` is moved, not copied: the MLflow Model holds the model's files (`data/<model dir name>/`), and
+    once logged (`log_logged_model`) the store's copy is the only one."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
     with warnings.catch_warnings():
         for message in QUIET:
             warnings.filterwarnings("ignore", message=message)
         task.save_mlflow_model(cfg, model, splits, model_dir, out_dir)
+    if (out_dir / "data" / model_dir.name).is_dir():
+        shutil.rmtree(model_dir)
     return out_dir
+
+
+def log_logged_model(
+    client, run_id: str, experiment_id: str, folder: Path, params: dict[str, str], tags: dict[str, str]
+) -> tuple[Any, str]:
+    """Log the MLflow Model in `folder` the way MLflow's own `log_model` does: a LoggedModel named `model`
+    whose source is the run (what `runs:/<run id>/model` resolves to, listed under the experiment's Logged
+    models), with the run's params, its files in the model's own artifact location, the run's outputs
+    naming it. Its MLmodel records the run and model ids, as `log_model` writes them. Returns the
+    LoggedModel (READY once its files are stored, FAILED if storing them failed) and the content hash of
+    its files, also tagged on it (`airush.model_sha256`)."""
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.models import Model
+
+    from airush.tracking.model_integrity import MLMODEL, MODEL_ARTIFACT, MODEL_SHA256_TAG, model_sha256
+
+    logged = client.create_logged_model(
+        experiment_id, name=MODEL_ARTIFACT, source_run_id=run_id, tags=tags, params=params
+    )
+    try:
+        mlmodel = Model.load(str(folder / MLMODEL))
+        mlmodel.run_id, mlmodel.model_id = run_id, logged.model_id
+        mlmodel.artifact_path, mlmodel.model_uuid = logged.artifact_location, logged.model_id
+        mlmodel.save(str(folder / MLMODEL))
+        sha = model_sha256(folder)
+        client.set_logged_model_tags(logged.model_id, {MODEL_SHA256_TAG: sha})
+        client.log_model_artifacts(logged.model_id, str(folder))
+        client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    except BaseException:
+        client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        raise
+    return client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY), sha
 
 
 def save_pyfunc(model_dir, out_dir, example, output, params, metadata, extra_requirements=()) -> None:

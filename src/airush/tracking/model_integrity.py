@@ -21,7 +21,8 @@ from typing import Any
 from airush.errors import UserError
 
 MODEL_SHA256_TAG = "airush.model_sha256"  # on the run that logged the model, and on its registry versions
-MODEL_ARTIFACT = "model"  # where a run logs its MLflow Model
+MODEL_ARTIFACT = "model"  # the name of a run's logged model (`runs:/<run id>/model`)
+MODEL_ID_TAG = "airush.model_id"  # on the run: the id of its logged model (runs recorded before: none)
 OUR_PYFUNC_LOADER = "airush.tracking.pyfunc_loader"
 MLMODEL = "MLmodel"
 MLMODEL_MAX_BYTES = 1 << 20  # ours are a few kB (most of it the signature)
@@ -137,10 +138,52 @@ def fetch_run_model(client, run_id: str, destination: Path) -> tuple[Path, str]:
             f"run {run_id} recorded its model without a content hash (tag {MODEL_SHA256_TAG}; an older "
             f"airush): record it again with `airush reproduce {run_id}` and use the new run"
         )
-    local = Path(client.download_artifacts(run_id, MODEL_ARTIFACT, str(destination)))
+    local = download_run_model(client, run, Path(destination))
     check_flavor(local, run_id)
     verify_model(local, expected, run_id)
     return local, expected
+
+
+def run_logged_model(client, run):
+    """The logged model the run tagged as its own (`airush.model_id`), None for a run recorded before airush
+    logged models (its `model` artifact holds the MLflow Model). One line when the tag names no model of it."""
+    from mlflow.exceptions import MlflowException
+
+    run_id, model_id = run.info.run_id, run.data.tags.get(MODEL_ID_TAG)
+    if model_id is None:
+        return None
+    try:
+        logged = client.get_logged_model(model_id)
+    except MlflowException as err:
+        raise UserError(f"run {run_id}'s logged model {model_id}: {err.message.splitlines()[0]}") from None
+    if logged.source_run_id != run_id:
+        raise UserError(f"logged model {model_id} was not logged by run {run_id}; not using it")
+    return logged
+
+
+def run_model_source(client, run) -> tuple[str, str | None]:
+    """(URI of the run's MLflow Model, its logged model id): `models:/<id>` for its logged model, else its
+    `model` artifact and None. One line when the run has neither."""
+    logged = run_logged_model(client, run)
+    if logged is not None:
+        return f"models:/{logged.model_id}", logged.model_id
+    run_id = run.info.run_id
+    if f"{MODEL_ARTIFACT}/{MLMODEL}" not in {f.path for f in client.list_artifacts(run_id, MODEL_ARTIFACT)}:
+        raise UserError(f"run {run_id} has no MLflow Model (no logged model, no model/MLmodel artifact)")
+    return f"{run.info.artifact_uri}/{MODEL_ARTIFACT}", None
+
+
+def download_run_model(client, run, destination: Path) -> Path:
+    """The run's MLflow Model downloaded into `destination`; its local folder."""
+    from mlflow.artifacts import download_artifacts
+
+    logged = run_logged_model(client, run)
+    if logged is None:
+        return Path(client.download_artifacts(run.info.run_id, MODEL_ARTIFACT, str(destination)))
+    local = destination / MODEL_ARTIFACT
+    local.mkdir(parents=True, exist_ok=True)
+    uri = logged.artifact_location  # a server's `mlflow-artifacts:` location resolves against its host
+    return Path(download_artifacts(artifact_uri=uri, dst_path=str(local), tracking_uri=client.tracking_uri))
 
 
 def load_run_model(client_or_uri, run_id: str):

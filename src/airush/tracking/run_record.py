@@ -18,11 +18,11 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airush.tracking.store import error_line, mark_dead, search_all, store_failure
+from airush.tracking.store import error_line, mark_dead, search_all, set_runs_view, store_failure
 
 BATCH_METRICS = 1000  # MLflow's log_batch limits
 BATCH_PARAMS = 100
@@ -124,19 +124,30 @@ class TrackedRun:
     run_id: str
     experiment_id: str
     tracking_uri: str
+    # what the logged model carries of the run: its params, final metrics (step 0) and dataset
+    params: dict[str, str] = field(default_factory=dict)
+    final_metrics: list[Any] = field(default_factory=list)
+    dataset: Any = None  # airush.tracking.datasets.RunDataset, once logged
+    primary_metric: str = (
+        ""  # the task's (tag `airush.primary_metric`): what the experiment's runs view shows
+    )
 
     def log_params(self, params: dict[str, str]) -> None:
         from mlflow.entities import Param
 
+        self.params.update(params)
         items = [Param(k, v) for k, v in params.items()]
         for start in range(0, len(items), BATCH_PARAMS):
             self.client.log_batch(self.run_id, params=items[start : start + BATCH_PARAMS])
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
-        self.log_curves({name: {step: value} for name, value in metrics.items()})
+        """A run's results; the logged model is linked to those at step 0 (`log_model`)."""
+        items = self.log_curves({name: {step: value} for name, value in metrics.items()})
+        if step == 0:
+            self.final_metrics.extend(items)
 
-    def log_curves(self, curves: dict[str, dict[int, float]]) -> None:
-        """Per-iteration values, sent in batches of 1000 (not one request per point)."""
+    def log_curves(self, curves: dict[str, dict[int, float]]) -> list[Any]:
+        """Per-iteration values, sent in batches of 1000 (not one request per point); returns them."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -145,8 +156,19 @@ class TrackedRun:
             for name, points in curves.items()
             for step, value in points.items()
         ]
+        self._log_metric_batches(items)
+        return items
+
+    def _log_metric_batches(self, items: list[Any]) -> None:
         for start in range(0, len(items), BATCH_METRICS):
             self.client.log_batch(self.run_id, metrics=items[start : start + BATCH_METRICS])
+
+    def log_dataset(self, dataset) -> None:
+        """The run's data as an MLflow dataset input (`airush.tracking.datasets.run_dataset`)."""
+        from airush.tracking.datasets import dataset_input
+
+        self.client.log_inputs(self.run_id, datasets=[dataset_input(dataset)])
+        self.dataset = dataset
 
     def set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -158,13 +180,35 @@ class TrackedRun:
             self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
 
     def log_model(self, mlflow_model: Path) -> None:
-        """Log the run's MLflow Model folder as its `model` and tag its content hash (`airush.model_sha256`),
-        which airush's loading paths check a download against."""
-        from airush.tracking.model_integrity import MODEL_ARTIFACT, MODEL_SHA256_TAG, model_sha256
+        """Log the run's MLflow Model folder as its logged model `model` (`mlflow_model.log_logged_model`),
+        with the run's params, linked to its final metrics (and those to its dataset); tag the run with the
+        model's id (`airush.model_id`) and content hash (`airush.model_sha256`), which airush's loading paths
+        check a download against. The local folder goes once stored: the store's is the one copy."""
+        import shutil
 
-        sha = model_sha256(mlflow_model)
-        self.client.log_artifacts(self.run_id, str(mlflow_model), MODEL_ARTIFACT)
-        self.set_tags({MODEL_SHA256_TAG: sha})
+        from mlflow.entities import Metric
+
+        from airush.tracking.mlflow_model import log_logged_model
+        from airush.tracking.model_integrity import MODEL_ID_TAG, MODEL_SHA256_TAG
+
+        logged, sha = log_logged_model(
+            self.client, self.run_id, self.experiment_id, Path(mlflow_model), self.params, {}
+        )
+        self.set_tags({MODEL_SHA256_TAG: sha, MODEL_ID_TAG: logged.model_id})
+        dataset = (
+            {"dataset_name": self.dataset.name, "dataset_digest": self.dataset.digest} if self.dataset else {}
+        )
+        linked = [
+            Metric(
+                m.key, m.value, m.timestamp, m.step, model_id=logged.model_id, run_id=self.run_id, **dataset
+            )
+            for m in self.final_metrics
+        ]
+        self._log_metric_batches(linked)  # the same points as the run's: MLflow keeps one of each
+        shutil.rmtree(mlflow_model, ignore_errors=True)
+        if self.primary_metric:
+            metrics = {m.key for m in self.final_metrics}
+            set_runs_view(self.client, self.experiment_id, self.primary_metric, metrics)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, text, artifact_file)
@@ -219,6 +263,7 @@ def tracked_run(
     run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     last_run_id = run.info.run_id
     tracked = TrackedRun(client, run.info.run_id, experiment_id, tracking_uri)
+    tracked.primary_metric = tags.get("airush.primary_metric", "")
 
     def end(status: str, err: BaseException | None = None) -> None:
         if err is not None:
@@ -270,6 +315,12 @@ def link_reused_run(client, experiment_id: str, parent_id: str, reused, override
     metrics = [Metric(key, value, now, 0) for key, value in sorted(reused.data.metrics.items())]
     for start in range(0, len(metrics), 1000):  # MLflow's batch limit
         client.log_batch(link.info.run_id, metrics=metrics[start : start + 1000])
+    # the UI's Dataset and Models columns: the reused run's data and logged model (which stays the reused run's)
+    inputs, outputs = getattr(reused, "inputs", None), getattr(reused, "outputs", None)
+    if inputs is not None and inputs.dataset_inputs:
+        client.log_inputs(link.info.run_id, datasets=list(inputs.dataset_inputs))
+    if outputs is not None and outputs.model_outputs:
+        client.log_outputs(link.info.run_id, list(outputs.model_outputs))
     client.set_terminated(link.info.run_id, "FINISHED")
     return link.info.run_id
 

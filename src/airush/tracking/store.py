@@ -106,12 +106,81 @@ def default_artifact_location(uri: str, experiment: str) -> str | None:
     return (root / "mlartifacts" / slug).as_uri()
 
 
-def ui_command(uri: str) -> str:
-    if uri.startswith("sqlite:"):
-        return f"mlflow ui --backend-store-uri '{uri}' --host 127.0.0.1 --port 5000"
+UI_PORT = 5000  # where `mlflow ui` listens by default
+
+
+def ui_command(uri: str, experiment_id: str | None = None) -> str:
+    """How to see the store in MLflow's UI; with an experiment, the page to open: its runs view."""
     if uri.startswith(("http://", "https://")):
-        return f"open {redact_uri(uri)}"
-    return f"mlflow ui --backend-store-uri '{redact_uri(uri)}'"
+        return f"open {experiment_url(redact_uri(uri), experiment_id) if experiment_id else redact_uri(uri)}"
+    where = "--host 127.0.0.1 --port 5000 " if uri.startswith("sqlite:") else ""
+    command = f"mlflow ui --backend-store-uri '{redact_uri(uri)}' {where}".rstrip()
+    if experiment_id is None or not where:
+        return command
+    return f"{command}, then open {experiment_url(f'http://127.0.0.1:{UI_PORT}', experiment_id)}"
+
+
+# MLflow 3.17's UI opens an experiment as the sidebar's workflow says ("GenAI", the default, or "Model
+# training"), from the URL's `workflowType` or the browser's last choice; `mlflow.experimentKind` is what
+# earlier 3.x UIs read. A saved view (experiment tag `mlflow.sharedViewState.<key>`, opened with
+# `viewStateShareKey=<key>`) sets the runs table's columns and order: airush keeps one per experiment.
+ML_WORKFLOW = "machine_learning"
+RUNS_VIEW = "airush"
+RUNS_VIEW_TAG = f"mlflow.sharedViewState.{RUNS_VIEW}"
+# metrics shown beside the primary one when a run reports them (test split; the valid ones choose models)
+VIEW_METRICS = (
+    "roc_auc",
+    "pr_auc",
+    "eer",
+    "recall_at_1pct_fpr",
+    "f1",
+    "ndcg_at_10",
+    "recall_at_10",
+    "map_at_10",
+)
+VIEW_COLUMNS_MAX = 12
+
+
+def experiment_url(base: str, experiment_id: str) -> str:
+    """The experiment's runs view in MLflow's UI at `base`: "Model training", airush's columns."""
+    query = f"viewStateShareKey={RUNS_VIEW}&workflowType={ML_WORKFLOW}"
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def runs_view_columns(primary: str, metrics) -> list[str]:
+    """The runs table's columns: dataset, logged model, the primary metric on test and valid, then the
+    other headline metrics the run reported."""
+    names = [primary, f"valid_{primary}", *VIEW_METRICS]
+    shown = [name for name in dict.fromkeys(names) if name in metrics]
+    return ["attributes.`Dataset`", "attributes.`Models`", *(f"metrics.`{name}`" for name in shown)]
+
+
+def set_runs_view(client, experiment_id: str, primary: str, metrics) -> None:
+    """Keep the experiment's saved runs view (`RUNS_VIEW_TAG`) showing this run's headline metrics (the
+    primary one on valid is what sweeps choose by), newest first; columns other runs (tasks) added stay."""
+    import json
+
+    experiment = client.get_experiment(experiment_id)
+    try:
+        before = json.loads(experiment.tags.get(RUNS_VIEW_TAG, "{}"))
+    except ValueError:
+        before = {}
+    columns = list(dict.fromkeys([*before.get("selectedColumns", []), *runs_view_columns(primary, metrics)]))
+    view = {
+        "searchFilter": "",
+        "orderByKey": "attributes.start_time",  # MLflow nests a sweep's children under it only in this order
+        "orderByAsc": False,
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "datasetsFilter": [],
+        "modelVersionFilter": "All Runs",
+        "selectedColumns": columns[:VIEW_COLUMNS_MAX],
+        "runsExpanded": {},
+        "viewMaximized": False,
+        "runListHidden": False,
+    }
+    if view != before:
+        client.set_experiment_tag(experiment_id, RUNS_VIEW_TAG, json.dumps(view))
 
 
 def client_for(uri: str):
@@ -183,22 +252,32 @@ def store_failure(err: BaseException) -> str | None:
     return None
 
 
+# MLflow 3's UI opens an experiment by its kind: without this tag it guesses, and an empty or new experiment
+# opens on the GenAI overview (traces) instead of the runs table of "Model training".
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
 def ensure_experiment(client, name: str, artifact_location: str | None) -> str:
-    """Get or create; a concurrent creator winning the race is fine."""
+    """Get or create, of the "Model training" kind (an experiment already given a kind keeps it); a concurrent
+    creator winning the race is fine."""
     from mlflow.exceptions import MlflowException
 
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        if experiment.lifecycle_stage == "deleted":
-            raise ConfigError(f"MLflow experiment '{name}' is deleted; restore it or set mlflow.experiment=…")
-        return experiment.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=artifact_location)
-    except MlflowException:
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
+    if experiment is None:
+        try:
+            return client.create_experiment(
+                name, artifact_location=artifact_location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+            )
+        except MlflowException:
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage == "deleted":
+        raise ConfigError(f"MLflow experiment '{name}' is deleted; restore it or set mlflow.experiment=…")
+    if EXPERIMENT_KIND_TAG not in experiment.tags:  # made by an older airush, or by hand
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return experiment.experiment_id
 
 
 def open_experiment(tracking_uri: str, experiment: str, artifact_location: str | None) -> tuple[Any, str]:

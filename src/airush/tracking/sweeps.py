@@ -219,7 +219,7 @@ def summary_lines(
 
 def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     """The run's page: on a tracking server its own address; a database store through `airush ui`."""
-    page = f"#/experiments/{experiment_id}/runs/{run_id}"
+    page = f"#/experiments/{experiment_id}/runs/{run_id}?workflowType={store.ML_WORKFLOW}"  # "Model training"
     if tracking_uri.startswith(("http://", "https://")):
         return f"{store.redact_uri(tracking_uri).rstrip('/')}/{page}"
     return f"`airush ui` then http://127.0.0.1:5000/{page}"
