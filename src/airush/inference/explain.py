@@ -24,7 +24,7 @@ def main(argv: list[str]) -> int:
         prog="airush explain",
         description="Why a recorded abuse run's model scores one session as it does: top inputs, a picture.",
     )
-    parser.add_argument("model", help="a run id (or unique prefix) or models:/NAME/VERSION")
+    parser.add_model()
     parser.add_argument(
         "overrides",
         nargs="*",
@@ -64,14 +64,11 @@ def session_argument(overrides: list[str]) -> tuple[int, list[str]]:
 
 
 def check_picture(path: Path, overwrite: bool) -> None:
+    from airush.inference.output import check_writable
+
     if path.suffix.lower() != ".png":
         raise UserError(f"--out {path}: the picture is a .png")
-    if path.is_dir():
-        raise UserError(f"--out {path} is a folder; name a file")
-    if path.exists() and not overwrite:
-        raise UserError(f"{path} exists; airush does not replace it unless you add --overwrite")
-    if not path.parent.is_dir():
-        raise UserError(f"--out {path}: folder {path.parent} does not exist")
+    check_writable(path, overwrite, named=str(path))  # --out may not have been given
 
 
 def explain_session(uri: str, ref: str, session_id: int, overrides: list[str], out: Path, k: int) -> None:

@@ -23,13 +23,20 @@ def check_output(path: Path, overwrite: bool) -> str:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise UserError(f"--out {path}: write .csv or .parquet (the suffix chooses the format)")
-    if path.is_dir():
-        raise UserError(f"--out {path} is a folder; name a file")
-    if path.exists() and not overwrite:
-        raise UserError(f"--out {path} exists; airush does not replace it unless you add --overwrite")
-    if not path.parent.is_dir():
-        raise UserError(f"--out {path}: folder {path.parent} does not exist")
+    check_writable(path, overwrite)
     return fmt
+
+
+def check_writable(path: Path, overwrite: bool, named: str | None = None) -> None:
+    """A file airush may write at `path` (named `named` in messages, default `--out PATH`): not a folder, not
+    an existing file unless `overwrite`, in a folder that exists; one line otherwise."""
+    named = named or f"--out {path}"
+    if path.is_dir():
+        raise UserError(f"{named} is a folder; name a file")
+    if path.exists() and not overwrite:
+        raise UserError(f"{named} exists; airush does not replace it unless you add --overwrite")
+    if not path.parent.is_dir():
+        raise UserError(f"{named}: folder {path.parent} does not exist")
 
 
 def write_predictions(path: Path, chunks: Iterable[pd.DataFrame], overwrite: bool = False) -> int:

@@ -48,7 +48,7 @@ def main(argv: list[str]) -> int:
         prog="airush predict",
         description="Predict with a recorded run's model on any data config (labels are not read).",
     )
-    parser.add_argument("model", help="a run id (or unique prefix) or models:/NAME/VERSION")
+    parser.add_model()
     parser.add_argument(
         "overrides",
         nargs="*",

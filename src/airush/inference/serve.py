@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
         prog="airush serve",
         description="Serve a recorded run's model over HTTP (MLflow's /invocations) after verifying it.",
     )
-    parser.add_argument("model", help="a run id (or unique prefix) or models:/NAME/VERSION")
+    parser.add_model()
     parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
     parser.add_argument("--port", type=int, default=5001, help="default 5001")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")

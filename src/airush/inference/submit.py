@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
     from airush.records.runs import OneLineParser, default_tracking_uri
 
     parser = OneLineParser(prog="airush submit", description="Score a recorded run's model on a board.")
-    parser.add_argument("model", help="a run id (or unique prefix) or models:/NAME/VERSION")
+    parser.add_model()
     parser.add_argument("--board", required=True, help="the board's name (airush board create)")
     parser.add_argument("--submitter", help="who submits (default: $AIRUSH_SUBMITTER or the login name)")
     parser.add_argument("--message", default="", help="a note kept with the submission")

@@ -17,9 +17,8 @@ from airush.records.runs import (
     experiments,
     find_run,
     model_of,
-    reader_for,
+    reading,
     seed_of,
-    store_error,
 )
 
 # Params that only say where a run wrote; everything else that differs is shown.
@@ -104,14 +103,9 @@ def main(argv: list[str]) -> int:
     if len(args.run_ids) < 2:
         raise UserError("airush compare: give two or more run ids")
     uri = args.tracking_uri or default_tracking_uri()
-    reader = reader_for(uri)  # a local sqlite store without importing MLflow
-    try:
+    with reading(uri) as reader:  # a local sqlite store without importing MLflow
         ids = list(experiments(reader, None))
         runs = [resolve_run(reader, ref, ids) for ref in args.run_ids]
-    except reader.errors as err:
-        raise store_error(uri, err) from None
-    finally:
-        reader.close()
     print_comparison(
         runs, differing_params(runs, args.all), metric_rows(runs), provenance_rows(runs), args.all
     )

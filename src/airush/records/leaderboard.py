@@ -30,10 +30,9 @@ from airush.records.runs import (
     experiments,
     is_sweep_parent,
     no_match,
-    reader_for,
+    reading,
     run_filters,
     seed_of,
-    store_error,
     task_of,
 )
 
@@ -349,15 +348,10 @@ def main(argv: list[str]) -> int:
         return board_ranking.main(argv)
     args = _parser().parse_args(argv)
     uri = args.tracking_uri or default_tracking_uri()
-    reader = reader_for(uri)  # a local sqlite store without importing MLflow
-    try:
+    with reading(uri) as reader:  # a local sqlite store without importing MLflow
         names = experiments(reader, None)
         selected = experiments(reader, args.experiment) if args.experiment else names
         every_run = reader.runs(names)  # all of them: to say which filter matched nothing
-    except reader.errors as err:
-        raise store_error(uri, err) from None
-    finally:
-        reader.close()
     airush_runs = [r for r in every_run if task_of(r) and not is_sweep_parent(r)]
     filters = run_filters(selected if args.experiment else None, args.task, args.data, args.tag)
     runs = [r for r in airush_runs if all(keep(r) for _, keep in filters)]

@@ -12,7 +12,7 @@ import time
 
 from airush.errors import UserError
 from airush.records.ps import LOG_NAME, log_path, state
-from airush.records.runs import OneLineParser, default_tracking_uri, experiments, reader_for, store_error
+from airush.records.runs import OneLineParser, default_tracking_uri, experiments, reading
 
 POLL_S = 0.2  # how often -f looks for new lines
 STATUS_EVERY_S = 1.0  # how often -f asks the store whether the run ended
@@ -32,8 +32,7 @@ def main(argv: list[str]) -> int:
     parser.add_tracking_uri()
     args = parser.parse_args(argv)
     uri = args.tracking_uri or default_tracking_uri()
-    reader = reader_for(uri)
-    try:
+    with reading(uri) as reader:
         run = resolve_run(reader, args.run_id, list(experiments(reader, None)))
         path = log_path(run)
         if path is None:
@@ -44,10 +43,6 @@ def main(argv: list[str]) -> int:
             sys.stdout.flush()
             return 0
         return follow(reader, run, path)
-    except reader.errors as err:
-        raise store_error(uri, err) from None
-    finally:
-        reader.close()
 
 
 def follow(reader, run, path) -> int:

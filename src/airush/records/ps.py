@@ -19,8 +19,7 @@ from airush.records.runs import (
     default_tracking_uri,
     experiments,
     model_of,
-    reader_for,
-    store_error,
+    reading,
     task_of,
 )
 
@@ -36,14 +35,9 @@ def main(argv: list[str]) -> int:
     parser.add_tracking_uri()
     args = parser.parse_args(argv)
     uri = args.tracking_uri or default_tracking_uri()
-    reader = reader_for(uri)
-    try:
+    with reading(uri) as reader:
         names = experiments(reader, None)
         running = reader.runs(names, status="RUNNING")
-    except reader.errors as err:
-        raise store_error(uri, err) from None
-    finally:
-        reader.close()
     rows = [row(run, names) for run in running]
     if args.format == "json":
         sys.stdout.write(json.dumps(rows, indent=1) + "\n")

@@ -26,7 +26,7 @@ from airush.records.runs import (
     find_run,
     is_sweep_parent,
     open_store,
-    reader_for,
+    reading,
     store_error,
 )
 from airush.tracking.store import redact_uri
@@ -170,13 +170,8 @@ def run_again(
 def recorded_run(uri: str, run_id: str):
     """(run, its resolved config, its command-line overrides, its group choices) from the store."""
 
-    reader = reader_for(uri)  # an unknown id or a sweep parent is refused before MLflow loads
-    try:
+    with reading(uri) as reader:  # an unknown id or a sweep parent is refused before MLflow loads
         run = find_run(reader, run_id)
-    except reader.errors as err:
-        raise store_error(uri, err) from None
-    finally:
-        reader.close()
     if run is None:
         raise UserError(f"no run '{run_id}' in MLflow store {redact_uri(uri)}")
     run_id = run.info.run_id

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from airush.errors import UserError
@@ -56,6 +57,18 @@ def reader_for(uri: str):  # -> SqliteReader | MlflowReader
         return MlflowReader(open_store(uri))
     except MlflowException as err:  # a schema MLflow cannot read either: its own message, in one line
         raise store_error(uri, err) from None
+
+
+@contextmanager
+def reading(uri: str) -> Iterator:
+    """`reader_for(uri)` for the block, closed after it; a store error inside the block is one line."""
+    reader = reader_for(uri)
+    try:
+        yield reader
+    except reader.errors as err:
+        raise store_error(uri, err) from None
+    finally:
+        reader.close()
 
 
 def require_sqlite_file(uri: str) -> Path:
@@ -215,6 +228,10 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UserError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+    def add_model(self) -> None:
+        """MODEL, as every command on a trained model takes it (`airush.inference.trained` resolves it)."""
+        self.add_argument("model", help="a run id (or unique prefix) or models:/NAME/VERSION")
 
     def add_tracking_uri(self) -> None:
         """`--tracking-uri`, which every command on recorded runs takes (`default_tracking_uri` otherwise)."""

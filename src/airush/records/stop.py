@@ -13,7 +13,7 @@ import time
 from airush.errors import UserError
 from airush.records.logs import process_alive
 from airush.records.ps import state
-from airush.records.runs import OneLineParser, default_tracking_uri, experiments, reader_for, store_error
+from airush.records.runs import OneLineParser, default_tracking_uri, experiments, reading, store_error
 
 
 def main(argv: list[str]) -> int:
@@ -27,13 +27,8 @@ def main(argv: list[str]) -> int:
     parser.add_tracking_uri()
     args = parser.parse_args(argv)
     uri = args.tracking_uri or default_tracking_uri()
-    reader = reader_for(uri)
-    try:
+    with reading(uri) as reader:
         run = resolve_run(reader, args.run_id, list(experiments(reader, None)))
-    except reader.errors as err:
-        raise store_error(uri, err) from None
-    finally:
-        reader.close()
     run_id, tags = run.info.run_id, run.data.tags
     if run.info.status != "RUNNING":
         raise UserError(f"run {run_id} is not running: it ended {run.info.status}")
@@ -81,13 +76,8 @@ def wait_gone(run, timeout_s: float) -> bool:
 def record_killed(uri: str, run_id: str) -> str:
     """The run's status once its process is gone: what the process recorded (KILLED on SIGTERM), else KILLED
     recorded here (a process killed before it could, or one that was already gone)."""
-    reader = reader_for(uri)
-    try:
+    with reading(uri) as reader:
         ended = reader.get_run(run_id)
-    except reader.errors as err:
-        raise store_error(uri, err) from None
-    finally:
-        reader.close()
     if ended is not None and ended.info.status != "RUNNING":
         return f"ended {ended.info.status}"  # the process recorded it: no need to load MLflow
     from mlflow.exceptions import MlflowException

@@ -63,14 +63,7 @@ def dataset_input(dataset: RunDataset):
     """`dataset` as the `DatasetInput` MLflow's `log_inputs` takes."""
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
-    entity = Dataset(
-        name=dataset.name,
-        digest=dataset.digest,
-        source_type=dataset.source_type,
-        source=dataset.source,
-        schema=dataset.schema,
-        profile=dataset.profile,
-    )
+    entity = Dataset(**dataclasses.asdict(dataset))  # the same fields, named as MLflow names them
     return DatasetInput(entity, tags=[InputTag("mlflow.data.context", CONTEXT)])
 
 
