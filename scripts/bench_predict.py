@@ -106,13 +106,14 @@ def score(uri: str, run_id: str, events: Path, chunk_events: int) -> None:
 
     from airush.abuse.data.events import EventFiles
     from airush.abuse.predict import predictions
+    from airush.inference.predict import PredictOptions
     from airush.tracking.model_integrity import load_run_model
 
     run = mlflow.MlflowClient(uri).get_run(run_id)
     trained = SimpleNamespace(model=load_run_model(uri, run_id), config=None, metrics=run.data.metrics)
     start = time.perf_counter()
     sessions = flagged = chunks = 0
-    for frame in predictions(trained, EventFiles(str(events)), {"chunk_events": chunk_events}):
+    for frame in predictions(trained, EventFiles(str(events)), PredictOptions(chunk_events=chunk_events)):
         sessions += len(frame)
         flagged += int(frame["flagged"].sum())
         chunks += 1

@@ -86,3 +86,18 @@ def test_music_sweep_script_runs_every_model_and_seed(tmp_path, tracking_uri):
     pairs = sorted((r.data.tags["airush.model"], int(r.data.params["seed"])) for r in children)
     models = ["als", "bpr", "content", "ease", "itemknn", "pop"]
     assert pairs == [(m, s) for m in models for s in (1, 2, 3)]
+
+
+@pytest.mark.slow
+def test_the_predict_benchmark_runs_on_a_small_file(tmp_path):
+    """scripts/bench_predict.py at a size a test affords: trains, writes, scores in a child, prints its row."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_predict.py"), "--events", "200000",
+         "--chunk-events", "50000", "--folder", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    header, _, row = result.stdout.strip().splitlines()[-3:]
+    assert header.startswith("| events | format | wall time |")
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert int(cells[0].replace(",", "")) >= 200_000 and int(cells[7].replace(",", "")) > 0
