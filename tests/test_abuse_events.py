@@ -133,20 +133,20 @@ BAD = {
         "sessions.csv", 4, "user_id", ["expected an integer, got 'bob'"],
     ),
     "blank x on a mouse event": (
-        lambda e, s: (set_cell(e, 6, "x", ""), s),
-        "events.csv", 8, "x", ["expected a finite number on a move event", "got ''"],
+        lambda e, s: (set_cell(e, first_event(e, ["move"]), "x", ""), s),
+        "events.csv", "move", "x", ["expected a finite number on a move event", "got ''"],
     ),
     "inf y on a mouse event": (
-        lambda e, s: (set_cell(e, 7, "y", "inf"), s),
-        "events.csv", 9, "y", ["expected a finite number on a move event", "got 'inf'"],
+        lambda e, s: (set_cell(e, first_event(e, ["move"]), "y", "inf"), s),
+        "events.csv", "move", "y", ["expected a finite number on a move event", "got 'inf'"],
     ),
     "text in x": (
         lambda e, s: (set_cell(e, 7, "x", "12px"), s),
         "events.csv", 9, "x", ["expected a number", "got '12px'"],
     ),
     "absurd coordinate": (
-        lambda e, s: (set_cell(e, 11, "x", 250_000), s),
-        "events.csv", 13, "x", ["expected screen px within [-10000, 100000] on a move event, got '250000'"],
+        lambda e, s: (set_cell(e, first_event(e, ["move"]), "x", 250_000), s),
+        "events.csv", "move", "x", ["expected screen px within [-10000, 100000] on a move event, got '250000'"],
     ),
     "unknown event kind": (
         lambda e, s: (set_cell(e, 12, "event", "click"), s),
@@ -208,8 +208,8 @@ def expected_row(row, events: pd.DataFrame, sessions: pd.DataFrame) -> int:
     """Cases name rows that depend on the generated data by what they are."""
     if isinstance(row, int):
         return row
-    if row == "key_down":
-        return first_event(events, ["key_down"]) + 2
+    if row in ("key_down", "move"):
+        return first_event(events, [row]) + 2
     if row == "last session":
         return len(sessions) + 1
     if row in ("first human", "first bot"):

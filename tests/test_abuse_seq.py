@@ -325,7 +325,10 @@ def test_cli_ddp_run_on_two_gloo_ranks_is_one_run_dir_and_one_mlflow_run(tmp_pat
     assert found.info.status == "FINISHED"
     metrics, params = found.data.metrics, found.data.params
     assert 0.5 < metrics["roc_auc"] <= 1.0
-    assert {"recall_macro", "recall_teleport", "recall_linear"} <= set(metrics)
+    from airush.abuse.data.bots import KINDS
+
+    kinds = {name.removeprefix("recall_") for name in metrics if name.startswith("recall_")} - {"at_1pct_fpr"}
+    assert kinds and kinds <= set(KINDS)  # a recall per bot kind in the test split
     assert params["trainer.devices"] == "2" and params["model._target_"].endswith("SequenceDetector")
     curve = client.get_metric_history(found.info.run_id, "valid_auc")
     epochs = len(client.get_metric_history(found.info.run_id, "train_loss"))

@@ -191,8 +191,9 @@ def keyboard_features(group, n, code, t, key) -> dict[str, np.ndarray]:
     ok = in_burst & np.isfinite(ud)
     _describe(out, "key_ud", ud[ok], g[ok], n, quantiles=(0.5,))
     out["key_rollover_rate"] = group_mean((ud[ok] < 0).astype(np.float64), g[ok], n)
-    out["key_per_s"] = 1000.0 / out["key_dd_mean"]
-    out["key_dd_cv"] = out["key_dd_std"] / out["key_dd_mean"]
+    with np.errstate(divide="ignore", invalid="ignore"):  # every key in one clock tick: inf keys/s, NaN cv
+        out["key_per_s"] = 1000.0 / out["key_dd_mean"]
+        out["key_dd_cv"] = out["key_dd_std"] / out["key_dd_mean"]
     out["key_dd_mode_share"] = group_mode_share(np.rint(dd[in_burst]).astype(np.int64), g[in_burst], n)
     out["key_hold_mode_share"] = group_mode_share(np.rint(hold).astype(np.int64), group[press], n)
     out["key_dd_entropy"] = group_entropy((dd[in_burst] // 10).astype(np.int64), g[in_burst], n)
