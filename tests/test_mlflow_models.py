@@ -40,6 +40,16 @@ for job in json.loads(sys.argv[2]):
 """
 
 
+def interleave_sessions(events: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Rows of different sessions interleaved at random, each session's rows in their own order: events that
+    share a timestamp have no other order, so shuffling them too would ask a different question."""
+    session = events["session_id"].to_numpy()
+    slots = np.random.default_rng(seed).permutation(session)  # which session each output row belongs to
+    index = np.empty(len(events), dtype=np.int64)
+    index[np.argsort(slots, kind="stable")] = np.argsort(session, kind="stable")
+    return events.iloc[index]
+
+
 def fresh_predict(uri: str, model_uri: str, jobs: list[dict], tmp_path: Path) -> list:
     """Each job's output frame (or error message) from a new Python process; its stderr must hold no warning."""
     for n, job in enumerate(jobs):
@@ -179,10 +189,10 @@ def test_abuse_lightgbm_model_scores_sessions_from_raw_events_like_the_run(
     X = splits.X["test"][detector.feature_names_]
     np.testing.assert_array_equal(booster.predict(X), expected["score"].to_numpy())
 
-    # the test sessions' raw events, rows shuffled (sessions interleaved), event and button as text
+    # the test sessions' raw events, sessions interleaved row by row, event and button as text
     events = prepared.log.events
     events = events[events["session_id"].isin(expected["session_id"])]
-    events = events.astype({"event": str, "button": str}).sample(frac=1.0, random_state=0)
+    events = interleave_sessions(events.astype({"event": str, "button": str}), seed=0)
     (scored,) = fresh_predict(
         tracking_uri,
         f"runs:/{trained.run_id}/model",
@@ -216,10 +226,10 @@ def test_abuse_sequence_model_scores_sessions_from_raw_events_like_the_run(
     assert expected["session_id"].tolist() == splits.session_id["test"].tolist()
     np.testing.assert_array_equal(model.predict_proba(splits.X["test"]), expected["score"])
 
-    # the test sessions' raw events, rows shuffled (sessions interleaved), event and button as text
+    # the test sessions' raw events, sessions interleaved row by row, event and button as text
     events = prepared.log.events
     events = events[events["session_id"].isin(expected["session_id"])]
-    events = events.astype({"event": str, "button": str}).sample(frac=1.0, random_state=0)
+    events = interleave_sessions(events.astype({"event": str, "button": str}), seed=0)
     example = mlmodel.load_input_example(str(local))
     scored, answered, unknown = fresh_predict(
         tracking_uri,

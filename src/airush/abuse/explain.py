@@ -99,12 +99,10 @@ def explain_session(trained, source, session_id: int, out: Path, k: int) -> None
     `k` inputs, and draw it to `out` (PNG). `trained`: a recorded run (`TrainedModel`); `source`: the
     `EventSource` holding the session (its labels are not read)."""
     from airush.abuse.plots import save_session_picture
-    from airush.abuse.predict import _unwrap
+    from airush.abuse.predict import _unwrap, run_threshold
 
     model, pipeline = _unwrap(trained)
-    threshold = trained.metrics.get("threshold")
-    if threshold is None:
-        raise UserError("the run recorded no 'threshold' metric (chosen on valid): cannot flag sessions")
+    threshold = run_threshold(trained.metrics)
     events = find_session(source, pipeline, session_id, int((trained.config or {}).get("seed", 0)))
     explanation = explain(model, pipeline.transform(events, np.array([session_id], dtype=np.int64)))
     score = float(explanation.score[0])

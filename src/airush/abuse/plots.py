@@ -1,5 +1,5 @@
-"""Evaluation figures logged with every abuse run: ROC and PR curves, score histograms by class, and
-feature importance. Drawn with matplotlib's Agg backend (no display needed)."""
+"""Evaluation figures logged with every abuse run: ROC and PR curves, score histograms by class, feature
+importance and the reliability diagram of calibrated probabilities. Drawn with matplotlib's Agg backend (no display needed)."""
 
 from __future__ import annotations
 
@@ -55,6 +55,28 @@ def save_evaluation_plots(
         ax.set(xlabel=xlabel, title="feature importance (top 25)")
         written.append(save(fig, out_dir / "feature_importance.png"))
     return written
+
+
+def save_reliability_plot(calibrated: pd.DataFrame, raw: pd.DataFrame, path: Path) -> Path:
+    """The reliability diagram: observed bot rate against mean P(bot) per probability bin, for the calibrated
+    probability and the raw score (`airush.abuse.calibration.reliability_table`); the diagonal is perfect.
+    Marker area follows the bin's sessions, so a point from three sessions does not look like one of 3,000."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8, label="perfectly calibrated")
+    for table, name in ((raw, "raw score"), (calibrated, "calibrated probability")):
+        size = 300 * table["sessions"] / max(int(calibrated["sessions"].sum()), 1) + 8
+        ax.plot(table["mean_probability"], table["bot_rate"], lw=1, alpha=0.8)
+        ax.scatter(table["mean_probability"], table["bot_rate"], s=size, alpha=0.6, label=name)
+    ax.set(
+        xlabel="mean predicted P(bot) in bin",
+        ylabel="observed bot rate in bin",
+        title="reliability, test",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
+    ax.legend(loc="upper left")
+    return save(fig, path)
 
 
 SPEED_SCALE = 2.0  # px/ms at the top of the mouse path's colour scale: the same colours in every picture

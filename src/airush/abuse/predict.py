@@ -128,22 +128,27 @@ def event_counts(events: pd.DataFrame) -> np.ndarray:
     return np.bincount(events["event"].cat.codes.to_numpy(np.int64), minlength=len(EVENT_KINDS))
 
 
-def score_sessions(model, feature_set, events: pd.DataFrame) -> pd.DataFrame:
-    """`session_id, score` (P(bot)) per session of `events` (the abuse events schema, any row order), sessions
-    in the order they first appear; `feature_set` turns schema events into `model`'s inputs (`transform`)."""
+def score_sessions(model, feature_set, events: pd.DataFrame, calibration=None) -> pd.DataFrame:
+    """`session_id, score` per session of `events` (the abuse events schema, any row order), sessions in the
+    order they first appear, and `probability` when a calibration is given; `feature_set` turns schema
+    events into `model`'s inputs (`transform`)."""
     typed = schema_events(events)
     check_devices(feature_set, event_counts(typed))
     asked = pd.unique(typed["session_id"].to_numpy())
-    scored = _score_ordered(model, feature_set, session_order(typed))
+    scored = _score_ordered(model, feature_set, session_order(typed), calibration)
     return scored.set_index("session_id").loc[asked].reset_index()
 
 
-def _score_ordered(model, feature_set, events: pd.DataFrame) -> pd.DataFrame:
-    """Scores of events in the schema's types and session order (`session_order`), by sorted session id."""
+def _score_ordered(model, feature_set, events: pd.DataFrame, calibration=None) -> pd.DataFrame:
+    """Scores of events in the schema's types and session order (`session_order`), by sorted session id;
+    with `calibration` (`airush.abuse.calibration.Calibration`), their calibrated P(bot) too."""
     ids = np.unique(events["session_id"].to_numpy())
     X = feature_set.transform(events, ids)
     scores = np.asarray(model.predict_proba(X), dtype=np.float64)
-    return pd.DataFrame({"session_id": ids, "score": scores})
+    scored = pd.DataFrame({"session_id": ids, "score": scores})
+    if calibration is not None:
+        scored["probability"] = calibration.probability(scores)
+    return scored
 
 
 def feature_pipeline(cfg, model):
@@ -191,9 +196,7 @@ def build_pipeline(params: dict[str, Any], check_trust: bool = True):
 def _unwrap(trained) -> tuple[Any, Any]:
     """(detector, feature pipeline) of a trained run: from its loaded MLflow Model (a pyfunc wrapping our
     `SessionEventScores`) or, for a bare detector, from the run's recorded config."""
-    raw = trained.model
-    with contextlib.suppress(AttributeError, NotImplementedError):
-        raw = raw.get_raw_model()  # a loaded pyfunc: our wrapper, or an old run's LightGBM booster
+    raw = _raw_model(trained)
     if hasattr(getattr(raw, "model", raw), "models_"):
         raise UserError(
             "this run verifies claimed accounts (task.scope=account): predict scores sessions with a "
@@ -210,19 +213,39 @@ def _unwrap(trained) -> tuple[Any, Any]:
     )
 
 
+def _raw_model(trained):
+    raw = trained.model
+    with contextlib.suppress(AttributeError, NotImplementedError):
+        raw = raw.get_raw_model()  # a loaded pyfunc: our wrapper, or an old run's LightGBM booster
+    return raw
+
+
+# `airush predict --threshold`: which of the run's thresholds (chosen on valid) flags a session
+OPERATING_POINTS = {"f1": "threshold", "target_fpr": "strict_threshold"}
+
+
+def run_threshold(metrics: dict[str, float], operating_point: str = "f1") -> float:
+    """The run's threshold for `operating_point`: f1 (the F1-best one) or target_fpr (the one flagging
+    `task.target_fpr` of valid's humans)."""
+    name = OPERATING_POINTS[operating_point]
+    if metrics.get(name) is None:
+        raise UserError(f"the run recorded no '{name}' metric (chosen on valid): cannot flag sessions")
+    return float(metrics[name])
+
+
 def predictions(trained, source, options=None) -> Iterator[pd.DataFrame]:
-    """`session_id, score, flagged` per session of `source` (an `EventSource`), one frame per chunk of whole
-    sessions; `flagged` is `score >= threshold`, the F1-best threshold the run chose on valid (its metric
-    `threshold`). `options`: `airush.inference.predict.PredictOptions` (`chunk_events` default
-    CHUNK_EVENTS, `buckets`, `seed` default the run's). A model whose devices the data lacks is refused in
-    one line before anything is scored."""
+    """`session_id, score, [probability,] flagged` per session of `source` (an `EventSource`), one frame per
+    chunk of whole sessions; `probability` is the calibrated P(bot) of runs that fitted a calibration;
+    `flagged` is `score >= threshold`, the run's threshold chosen on valid for `options.operating_point`
+    (`run_threshold`: F1-best by default). `options`: `airush.inference.predict.PredictOptions`
+    (`chunk_events` default CHUNK_EVENTS, `buckets`, `seed` default the run's). A model whose devices the
+    data lacks is refused in one line before anything is scored."""
     from airush.inference.predict import PredictOptions
 
     options = options or PredictOptions()
     model, pipeline = _unwrap(trained)
-    threshold = trained.metrics.get("threshold")
-    if threshold is None:
-        raise UserError("the run recorded no 'threshold' metric (chosen on valid): cannot flag sessions")
+    calibration = getattr(_raw_model(trained), "calibration", None)
+    threshold = run_threshold(trained.metrics, options.operating_point)
     chunks = source.iter_session_chunks(
         chunk_events=options.chunk_events or CHUNK_EVENTS,
         buckets=options.buckets,
@@ -233,8 +256,8 @@ def predictions(trained, source, options=None) -> Iterator[pd.DataFrame]:
         if not len(events):
             continue
         ordered = session_order(events)
-        scored = _score_ordered(model, pipeline, ordered)
-        scored["flagged"] = scored["score"].to_numpy() >= float(threshold)
+        scored = _score_ordered(model, pipeline, ordered, calibration)
+        scored["flagged"] = scored["score"].to_numpy() >= threshold
         if options.explain:
             from airush.abuse.contributions import top_features_column
 

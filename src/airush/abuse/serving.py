@@ -33,7 +33,7 @@ def save_mlflow_model(cfg, model, splits, model_dir: Path, out_dir: Path) -> Non
     if hasattr(model, "models_"):  # AccountVerifier
         _save_verifier(model, splits, model_dir, out_dir)
     else:
-        _save_events_model(cfg, model, model_dir, out_dir)
+        _save_events_model(cfg, model, model_dir, out_dir, splits.calibration)
 
 
 def _save_verifier(model, splits, model_dir: Path, out_dir: Path) -> None:
@@ -47,17 +47,20 @@ def _save_verifier(model, splits, model_dir: Path, out_dir: Path) -> None:
     save_pyfunc(model_dir, out_dir, example, output, None, metadata("abuse", model))
 
 
-def _save_events_model(cfg, model, model_dir: Path, out_dir: Path) -> None:
-    """A session detector: raw events in, `session_id, score` per session out, through the run's feature
-    pipeline. What the run keeps holds no raw events, so the input example is `example_events()`."""
+def _save_events_model(cfg, model, model_dir: Path, out_dir: Path, calibration=None) -> None:
+    """A session detector: raw events in, `session_id, score` (and `probability`, with the run's calibration)
+    per session out, through the run's feature pipeline. What the run keeps holds no raw events, so the
+    input example is `example_events()`."""
     from airush.abuse.models.lgbm import LightGBMDetector
     from airush.abuse.predict import build_pipeline, pipeline_params
 
     params = pipeline_params(cfg, model)
-    write_info(model_dir, "abuse", model, serving=f"{__name__}.SessionEventScores", features=params)
+    extra = {} if calibration is None else {"calibration": calibration.to_json()}
+    write_info(model_dir, "abuse", model, serving=f"{__name__}.SessionEventScores", features=params, **extra)
     example = example_events()
     # the run's own features, which the user chose to run: built unchecked here; loading checks them
-    output = SessionEventScores(model, build_pipeline(params, check_trust=False)).predict(example)
+    pipeline = build_pipeline(params, check_trust=False)
+    output = SessionEventScores(model, pipeline, calibration).predict(example)
     lightgbm = isinstance(model, LightGBMDetector)
     extra = ("lightgbm",) if lightgbm else ("torch",) if model.inputs == "sequences" else ()
     save_pyfunc(model_dir, out_dir, example, output, None, metadata("abuse", model), extra_requirements=extra)
@@ -147,22 +150,31 @@ def verifier_scores(models: dict[int, Any], data: pd.DataFrame) -> np.ndarray:
 
 
 class SessionEventScores:
-    """Raw events in, P(bot) per session out as rows `session_id, score`, sessions in the order they first
-    appear (`airush.abuse.predict.score_sessions`). Columns as in the abuse events schema
+    """Raw events in, the detector's score per session out as rows `session_id, score`, plus `probability`
+    (calibrated P(bot), `airush.abuse.calibration`) when the run fitted a calibration; sessions in the order
+    they first appear (`airush.abuse.predict.score_sessions`). Columns as in the abuse events schema
     (`airush.abuse.data`): session_id, t_ms (ms, any origin), event, key (virtual key code, -1 on mouse
     events), x, y (screen px, NaN on key events), button; event and button as text. `features`: the run's
     feature pipeline (session features, or `SequenceInputs` for model=seq)."""
 
-    def __init__(self, model, features) -> None:
+    def __init__(self, model, features, calibration=None) -> None:
         self.model = model
         self.features = features
+        self.calibration = calibration
 
     @classmethod
     def from_info(cls, model, directory: Path, info: dict[str, Any]) -> SessionEventScores:
+        from airush.abuse.calibration import Calibration
         from airush.abuse.predict import SequenceInputs, build_pipeline
 
+        calibration = None
+        if info.get("calibration") is not None:
+            try:
+                calibration = Calibration.from_json(info["calibration"])
+            except (KeyError, TypeError, ValueError) as err:
+                raise UserError(f"the model's calibration in airush_model.json is not valid: {err}") from None
         if "features" in info:
-            return cls(model, build_pipeline(info["features"]))
+            return cls(model, build_pipeline(info["features"]), calibration)
         return cls(model, SequenceInputs(**info.get("events", {})))  # model=seq saved before `features`
 
     def get_raw_model(self) -> SessionEventScores:
@@ -172,4 +184,4 @@ class SessionEventScores:
     def predict(self, data: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from airush.abuse.predict import score_sessions
 
-        return score_sessions(self.model, self.features, data)
+        return score_sessions(self.model, self.features, data, self.calibration)

@@ -17,7 +17,6 @@ only what the chosen model needs is built. `features=keyboard|mouse` selects the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, TypedDict
 
 import numpy as np
@@ -25,19 +24,9 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from airush.abuse.calibration import METHODS, Calibration, fit_calibration
 from airush.abuse.data import EventLog
-from airush.abuse.explain import save_top_flagged
-from airush.abuse.metrics import (
-    best_f1_threshold,
-    defined_metrics,
-    equal_error_rate,
-    has_both_classes,
-    ranking_metrics,
-    recall_at_fpr,
-    recall_by_kind,
-    threshold_at_fpr,
-)
-from airush.abuse.plots import save_evaluation_plots
+from airush.abuse.evaluation import evaluate as evaluate  # the task's `evaluate` step
 from airush.abuse.sequences import SessionSequences, session_sequences
 from airush.abuse.split import (
     check_session_classes,
@@ -61,7 +50,6 @@ INPUTS = ("features", "sequences")
 # task.test_labels: "data" = the test data's own labels; "human" = every test session is a person's (label 0),
 # for real logs whose labels mean something else (Balabit's 1 = someone other than the owner, still human)
 TEST_LABELS = ("data", "human")
-STRICT_FPR = 0.01  # the operating point `strict_*` metrics are measured at: 1% of valid's humans flagged
 
 
 @dataclass
@@ -85,6 +73,8 @@ class SessionSplits:
     session_id: dict[str, np.ndarray]
     account: dict[str, np.ndarray] | None = None  # scope=account: claimed account of each feature row
     test_events: pd.DataFrame | None = None  # scope=session: the events log holding the test sessions
+    # scope=session: score -> P(bot), fitted on valid once the detector is trained (`fit`); saved with the model
+    calibration: Calibration | None = None
 
 
 def scope(cfg: DictConfig) -> str:
@@ -341,49 +331,8 @@ def fit(model, splits: SessionSplits, cfg: DictConfig, stages: Stages, devices=N
     X, y = splits.X, splits.y
     model.fit(X["train"], y["train"], X["valid"], y["valid"], bar=bar, **fit_devices(devices, model))
     bar.done()
-
-
-def evaluate(
-    model, splits: SessionSplits, cfg: DictConfig, stages: Stages, out_dir: Path
-) -> dict[str, float]:
-    """Test ROC-AUC, PR-AUC, EER, recall at 1% FPR, F1 (threshold chosen on valid, or 0.5 per account),
-    recall per positive kind, false-positive and flag rates at that threshold and at valid's 1%-FPR one
-    (`strict_*`), score quantiles, and valid ROC-AUC / PR-AUC for model selection (what tuning optimises, so
-    it never sees test); only what the test set's classes define, never a NaN (`defined_metrics`); test
-    predictions as Parquet."""
-    strict = None
-    if isinstance(model, AccountVerifier):
-        by_session = model.score_sessions(splits.X["test"], splits.account["test"], splits.session_id["test"])
-        scores, threshold = by_session.to_numpy(), 0.5
-        session_ids = by_session.index.to_numpy()
-        valid_metrics = {}
-    else:
-        valid_scores = model.predict_proba(splits.X["valid"])
-        threshold = best_f1_threshold(splits.y["valid"], valid_scores)
-        strict = threshold_at_fpr(splits.y["valid"], valid_scores, STRICT_FPR)
-        # valid ROC-AUC / PR-AUC, for model selection; NaN when valid holds a single class (nothing to rank:
-        # such a run is not comparable, and choosing it by its test score would leak test)
-        ranked = ranking_metrics(splits.y["valid"], valid_scores)
-        valid_metrics = {f"valid_{k}": v for k, v in ranked.items() if np.isfinite(v)}
-        scores = model.predict_proba(splits.X["test"])
-        session_ids = splits.session_id["test"]
-    y, kind = splits.y["test"], splits.kind["test"]
-    metrics = defined_metrics(y, scores, threshold, strict) | valid_metrics
-    if has_both_classes(y):
-        metrics |= {"eer": equal_error_rate(y, scores), "recall_at_1pct_fpr": recall_at_fpr(y, scores, 0.01)}
-    metrics |= recall_by_kind(kind, y, (scores >= threshold).astype(int))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"session_id": session_ids, "label": y, "kind": kind, "score": scores}).to_parquet(
-        out_dir / "test_predictions.parquet", index=False
-    )
-    importance = model.feature_importance() if callable(getattr(model, "feature_importance", None)) else None
-    if importance is not None:
-        importance.to_frame().to_csv(out_dir / "feature_importance.csv")
-    save_evaluation_plots(y, scores, threshold, importance, out_dir)
-    if splits.test_events is not None:  # the top flagged test sessions, explained (`airush.abuse.explain`)
-        explained = (model, splits.X["test"], session_ids, scores, threshold, splits.test_events)
-        save_top_flagged(*explained, out_dir / "explanations", kind=kind)
-    return metrics
+    method = str(cfg.task.get("calibration", "platt"))
+    splits.calibration = fit_calibration(y["valid"], model.predict_proba(X["valid"]), method)
 
 
 class SplitSettings(TypedDict, total=False):
@@ -403,6 +352,8 @@ class AbuseTask(Task):
         "split": "non-empty",
         "split.ratios": ">= 0",
         "test_labels": one_of(TEST_LABELS),
+        "calibration": one_of(METHODS),
+        "target_fpr": "(0, 1)",
     }
 
     def __init__(
@@ -416,6 +367,8 @@ class AbuseTask(Task):
         split: SplitSettings | None = None,
         test_data: Any = None,
         test_labels: str = "data",
+        calibration: str = "platt",
+        target_fpr: float = 0.01,
     ) -> None:
         super().__init__(name, primary_metric)
         self.scope = scope
@@ -426,6 +379,8 @@ class AbuseTask(Task):
         # a data config (`+data@task.test_data=balabit`); built by instantiate, loaded by `prepare`
         self.test_data = test_data
         self.test_labels = test_labels
+        self.calibration = calibration  # score -> P(bot) map fitted on valid (`airush.abuse.calibration`)
+        self.target_fpr = target_fpr  # the `strict_*` operating point: this share of valid's humans flagged
 
     def reported_metrics(self) -> list[str]:
         """What `evaluate` reports (per bot kind too); `threshold` is a setting it chose, not a score."""
@@ -442,4 +397,6 @@ class AbuseTask(Task):
             "flag_rate",
             "strict_fpr",
             "strict_flag_rate",
+            "brier",
+            "ece",
         ]

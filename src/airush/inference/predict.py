@@ -38,6 +38,7 @@ class PredictOptions:
     # score a new user's play history)
     explain: bool = False  # abuse: `top_features` of each flagged session (`explain=true`)
     top_features: int = 5  # abuse, with explain: contributions named per flagged session
+    operating_point: str = "f1"  # abuse: the run's threshold that flags: f1 (F1-best) or target_fpr
     stages: Any = None  # airush.console.Stages for progress bars, or None
 
 
@@ -63,6 +64,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--chunk-events", type=int, help="abuse: events per chunk (memory ~1 kB each)")
     parser.add_argument("--top-features", type=int, default=5, help="abuse, explain=true: inputs per session")
     parser.add_argument(
+        "--threshold",
+        choices=("f1", "target_fpr"),
+        default="f1",
+        help="abuse: the run's threshold that flags sessions: F1-best on valid (default) or the one flagging "
+        "task.target_fpr of valid's humans",
+    )
+    parser.add_argument(
         "--skip-unknown-users", action="store_true", help="music: drop users the model never saw"
     )
     parser.add_tracking_uri()
@@ -86,6 +94,7 @@ def main(argv: list[str]) -> int:
         skip_unknown_users=args.skip_unknown_users,
         explain=explain,
         top_features=args.top_features,
+        operating_point=args.threshold,
     )
     rows = predict(
         args.tracking_uri or default_tracking_uri(), args.model, overrides, out, options, args.overwrite
