@@ -3,9 +3,10 @@
     python scripts/ui_check.py [--out outputs/ui_check] [--port 0]
 
 Makes a store with the real `airush` CLI on small data (an abuse run, a music run, a 3-job music sweep), serves
-it with `mlflow server` (one worker, job execution off, on 127.0.0.1, in its own process group), opens it in
-headless Chromium (Debian's /usr/bin/chromium, driven by Playwright) and asserts what must be on screen:
-the experiment opens on the runs view of "Model training" (not the GenAI overview) with the metric columns,
+it with `mlflow server --app-name airush` as `airush ui` does (one worker, job execution off, on 127.0.0.1, in
+its own process group), opens it in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright) and
+asserts what must be on screen: `/airush` lands on the experiments list, and an experiment clicked there
+opens on its runs table; the experiment opens on the runs view of "Model training" (not the GenAI overview) with the metric columns,
 the logged model and the dataset; a run's page lists its logged model and dataset; the logged model's page
 shows the run's metrics and params; the dataset's profile and schema; the evaluation plots; the sweep's
 children under its parent. Each page is screenshotted into --out (`NN_what.png`), with `ui_check.json`
@@ -137,7 +138,7 @@ def start_server(uri: str, port: int, log_path: Path) -> subprocess.Popen:
     """`mlflow server` in its own process group (setsid), so stopping it stops every process it started."""
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     command = [str(BIN / "mlflow"), "server", "--backend-store-uri", uri, "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--workers", "1"]
+    command += ["--port", str(port), "--workers", "1", "--app-name", "airush"]  # as `airush ui` serves it
     log = open(log_path, "w")  # noqa: SIM115  (held open for the server's lifetime)
     return subprocess.Popen(
         ["setsid", *command], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
@@ -207,6 +208,7 @@ def check_ui(base: str, uri: str, checks: Checks) -> None:
             context.add_init_script(CLOSED_ASSISTANT)
             page = context.new_page()
             page.set_default_timeout(PAGE_TIMEOUT_MS)
+            check_landing(page, checks, base)
             for task, primary, plot in (
                 ("abuse", "roc_auc", "roc.png"),
                 ("music", "ndcg_at_10", "metrics_over_k.png"),
@@ -242,6 +244,28 @@ def wait_for_text(page, text: str) -> bool:
         return True
     except Exception:
         return False
+
+
+def check_landing(page, checks: Checks, base: str) -> None:
+    """What `airush ui` opens: /airush, then the experiments list; clicking an experiment there (MLflow's own
+    link, no airush parameter) opens its runs table, not the GenAI overview."""
+    page.goto(f"{base}/airush")
+    listed = wait_for_text(page, "abuse")
+    shot = checks.screenshot(page, "experiments_list")
+    checks.check(
+        "/airush opens MLflow's experiments list", listed and "#/experiments" in page.url, page.url, shot
+    )
+    page.get_by_role("link", name="abuse", exact=True).first.click()
+    page.wait_for_url("**/experiments/*")
+    shown = wait_for_text(page, "Run Name") or wait_for_text(page, "Run name")
+    shot = checks.screenshot(page, "experiment_from_list")
+    text = body_text(page)
+    checks.check(
+        "an experiment clicked in MLflow's list opens on the runs table",
+        shown and "Token Usage" not in text and "Traces" not in text.split("Runs")[0][-200:],
+        page.url,
+        shot,
+    )
 
 
 def check_runs_view(page, checks: Checks, url: str, task: str, primary: str, run) -> None:

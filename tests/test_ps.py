@@ -124,6 +124,25 @@ def test_stop_records_a_run_whose_process_is_gone_killed(store_uri, capsys, monk
     assert (run.info.status, run.data.tags["airush.dead"]) == ("KILLED", "true")
 
 
+def test_a_run_whose_process_is_a_zombie_is_dead(store_uri, capsys):
+    """A process that exited but was not yet waited for by its parent still has a /proc entry (state Z):
+    its run has ended, so ps says dead, not alive."""
+    zombie = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the child never exited"
+        time.sleep(0.05)
+    try:
+        run_id = record(
+            store_uri, "music", "pop", 1, {}, status="RUNNING", tags={"airush.pid": str(zombie.pid)}
+        )
+        assert [r["state"] for r in json.loads(ps_json(store_uri, capsys))] == ["dead"]
+        assert stop.main([run_id[:8], "--tracking-uri", store_uri]) == 0
+        assert "its process was already gone" in capsys.readouterr().out
+    finally:
+        zombie.wait()
+
+
 def ps_json(uri: str, capsys) -> str:
     assert ps.main(["--format", "json", "--tracking-uri", uri]) == 0
     return capsys.readouterr().out

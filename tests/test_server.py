@@ -223,7 +223,20 @@ def test_airush_ui_serves_the_store_of_the_directory_it_runs_in(tmp_path):
     env |= {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with serving_process(command, url, tmp_path / "ui.log", cwd=tmp_path, env=env):
         body = urllib.request.urlopen(url, timeout=10).read()
+        experiment_id = json.loads(body)["experiment"]["experiment_id"]
+        landing = f"http://127.0.0.1:{port}/airush"
+        page = urllib.request.urlopen(f"{landing}?experiment={experiment_id}", timeout=10).read().decode()
+        smuggled = urllib.request.urlopen(f"{landing}?experiment=1%22%3Balert(1)", timeout=10).read().decode()
+        ui = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read().decode()
     assert json.loads(body)["experiment"]["name"] == "music"
+    # the landing page sets MLflow's workflow switch to Machine learning, then opens the runs table
+    assert 'localStorage.setItem("mlflow.workflowType_v1", JSON.stringify("machine_learning"))' in page
+    assert f'location.replace("./#/experiments/{experiment_id}/runs?viewStateShareKey=airush' in page
+    assert (
+        "alert" not in smuggled
+        and 'location.replace("./#/experiments?workflowType=machine_learning")' in smuggled
+    )
+    assert "<title>MLflow</title>" in ui  # MLflow's own UI is still served at the root
 
 
 def test_airush_ui_refuses_a_store_that_is_not_there(tmp_path):

@@ -4,7 +4,6 @@ probability's Brier score, ECE and reliability, and the figures and tables a run
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,11 +22,9 @@ from airush.abuse.metrics import (
     threshold_at_fpr,
 )
 from airush.abuse.plots import save_evaluation_plots, save_reliability_plot
+from airush.abuse.split import SessionSplits
 from airush.abuse.verification import AccountVerifier
 from airush.console import Stages
-
-if TYPE_CHECKING:
-    from airush.abuse.task import SessionSplits
 
 
 def evaluate(

@@ -7,11 +7,31 @@ taken as it is; train and valid are then split user-disjointly from the other se
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
 from airush.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from airush.abuse.calibration import Calibration
+    from airush.abuse.sequences import SessionSequences
+
+
+@dataclass
+class SessionSplits:
+    X: dict[str, pd.DataFrame | SessionSequences]
+    y: dict[str, np.ndarray]
+    kind: dict[str, np.ndarray]
+    session_id: dict[str, np.ndarray]
+    account: dict[str, np.ndarray] | None = None  # scope=account: claimed account of each feature row
+    test_events: pd.DataFrame | None = None  # scope=session: the events log holding the test sessions
+    # scope=session: score -> P(bot), fitted on valid once the detector is trained (`fit`); saved with the model
+    calibration: Calibration | None = None
+
 
 # What a detector does with each split: it cannot do without one.
 SPLIT_USES = {

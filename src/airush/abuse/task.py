@@ -24,11 +24,12 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from airush.abuse.calibration import METHODS, Calibration, fit_calibration
+from airush.abuse.calibration import METHODS, fit_calibration
 from airush.abuse.data import EventLog
 from airush.abuse.evaluation import evaluate as evaluate  # the task's `evaluate` step
 from airush.abuse.sequences import SessionSequences, session_sequences
 from airush.abuse.split import (
+    SessionSplits,
     check_session_classes,
     check_split_ratios,
     missing_class,
@@ -63,18 +64,6 @@ class PreparedSessions:
     stats: dict[str, Any]
     test: PreparedSessions | None = None  # task.test_data: its sessions, all of them the test split
     tags: dict[str, str] = field(default_factory=dict)  # run tags, e.g. airush.test_data
-
-
-@dataclass
-class SessionSplits:
-    X: dict[str, pd.DataFrame | SessionSequences]
-    y: dict[str, np.ndarray]
-    kind: dict[str, np.ndarray]
-    session_id: dict[str, np.ndarray]
-    account: dict[str, np.ndarray] | None = None  # scope=account: claimed account of each feature row
-    test_events: pd.DataFrame | None = None  # scope=session: the events log holding the test sessions
-    # scope=session: score -> P(bot), fitted on valid once the detector is trained (`fit`); saved with the model
-    calibration: Calibration | None = None
 
 
 def scope(cfg: DictConfig) -> str:

@@ -82,18 +82,15 @@ def follow(reader, run, path) -> int:
 
 def process_alive(run) -> bool:
     """This machine's process of a run still runs (a sweep's process outlives its jobs' runs); one that has
-    exited but not been waited for by its parent (a zombie) does not."""
-    from pathlib import Path
-
+    exited but not been waited for by its parent (a zombie) does not (`process_start_time`)."""
     from airush.tracking.run_record import process_start_time
 
     try:
         pid = int(run.data.tags.get("airush.pid", ""))
-        zombie = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (ValueError, OSError, IndexError):
+    except ValueError:
         return False
     started = process_start_time(pid)
-    return not zombie and started is not None and started <= run.info.start_time / 1000 + 1.0
+    return started is not None and started <= run.info.start_time / 1000 + 1.0
 
 
 def print_logged_copy(uri: str, run, follow: bool) -> int:

@@ -1,7 +1,8 @@
 """`airush ui`: MLflow's UI on the store `airush` records to from here (MLFLOW_TRACKING_URI, else
 ./outputs/mlflow.db), not on a store chosen by where the airush repo happens to be.
 
-A database store is served with `mlflow ui` on loopback; a tracking server already has its UI, so its
+A database store is served with `mlflow ui --app-name airush` on loopback: MLflow's own app plus a landing
+page, `/airush`, that opens the UI on its Machine learning view (`airush.records.ui_app`); a tracking server already has its UI, so its
 address is printed instead. The store is never created here: a mistyped path must not open an empty UI.
 """
 
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 from airush.errors import UserError
 from airush.inference.serve import mlflow_server_environment
 from airush.records.runs import OneLineParser, default_tracking_uri, open_store
+from airush.records.ui_app import LANDING_PATH
 from airush.tracking.store import redact_uri
 
 
@@ -35,7 +37,14 @@ def main(argv: list[str]) -> int:
     if not os.path.exists(mlflow):
         raise UserError("airush ui needs MLflow's UI: pip install mlflow")
     command = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
-    print(f"airush: MLflow UI on {redact_uri(uri)} at http://{args.host}:{args.port}", flush=True)
+    command += ["--app-name", "airush"]  # MLflow's app plus the /airush landing page (airush.records.ui_app)
+    address = f"http://{args.host}:{args.port}"
+    print(f"airush: MLflow UI on {redact_uri(uri)}: open {address}{LANDING_PATH}", flush=True)
+    print(
+        f"airush: (it opens on MLflow's Machine learning view; one experiment: {address}{LANDING_PATH}"
+        "?experiment=ID)",
+        flush=True,
+    )
     if args.dry_run:
         print(" ".join(redact_uri(part) for part in command))
         return 0

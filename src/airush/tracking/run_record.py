@@ -93,7 +93,8 @@ def run_is_dead(run) -> bool:
 
 
 def process_start_time(pid: int) -> float | None:
-    """Unix start time (s) of a live process, None when there is none (Linux /proc)."""
+    """Unix start time (s) of a live process, None when there is none (Linux /proc). A zombie (exited, not yet
+    waited for by its parent) is not live: its run has ended, whatever its status says."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         boot = next(
@@ -103,7 +104,10 @@ def process_start_time(pid: int) -> float | None:
         )
     except (OSError, StopIteration):
         return None
-    ticks = float(stat.rsplit(")", 1)[1].split()[19])  # field 22: start time in clock ticks after boot
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    if fields[0] == "Z":  # field 3: state
+        return None
+    ticks = float(fields[19])  # field 22: start time in clock ticks after boot
     return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
