@@ -7,6 +7,7 @@ measure it on (no key presses, a single mouse move, ...); LightGBM handles NaN n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -76,14 +77,25 @@ class CombinedFeatures(FeatureSet):
 
 @dataclass
 class SessionFeatures(FeatureSet):
+    """Keyboard and mouse statistics per session. `resample_ms`: None measures mouse kinematics on events as
+    logged; a number (ms, below MOUSE_PAUSE_MS) measures them on every stroke resampled at that interval,
+    so that they do not depend on the logger's event rate (see `mouse_features`)."""
+
+    ranges: ClassVar[dict[str, str]] = {
+        "resample_ms": f"(0, {MOUSE_PAUSE_MS:g}) (ms; null: events as logged)"
+    }
+
     keyboard: bool = True
     mouse: bool = True
+    resample_ms: float | None = None
 
     def chunk_features(self, events: pd.DataFrame, session_ids: np.ndarray) -> pd.DataFrame:
         from airush.errors import ConfigError
 
         if not (self.keyboard or self.mouse):
             raise ConfigError("features: enable keyboard, mouse or both")
+        if self.resample_ms is not None and not 0 < self.resample_ms < MOUSE_PAUSE_MS:
+            raise ConfigError(f"features.resample_ms must be in (0, {MOUSE_PAUSE_MS:g}) ms or null")
         n = len(session_ids)
         group = session_index(events["session_id"].to_numpy(), session_ids)
         code = event_codes(events["event"])
@@ -102,7 +114,7 @@ class SessionFeatures(FeatureSet):
                 if hasattr(events["button"], "cat")
                 else events["button"].to_numpy()
             )
-            features |= mouse_features(group, n, code, t, x, y, button, duration)
+            features |= mouse_features(group, n, code, t, x, y, button, duration, self.resample_ms)
         return pd.DataFrame(features, index=pd.Index(session_ids, name="session_id"))
 
 
@@ -202,45 +214,40 @@ def keyboard_features(group, n, code, t, key) -> dict[str, np.ndarray]:
     return out
 
 
-def mouse_features(group, n, code, t, x, y, button, duration) -> dict[str, np.ndarray]:
-    """`duration`: each session's span in ms (first to last event of any kind)."""
-    out: dict[str, np.ndarray] = {}
-    moving = (code == EVENT_CODE["move"]) | (code == EVENT_CODE["drag"])
-    a, b = consecutive_pairs(np.flatnonzero(moving), group)
+def steps(a, b, x, y, t) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """dx, dy (px), dt (ms) and length (px) of the steps from rows `a` to rows `b`."""
     dx, dy, dt = x[b] - x[a], y[b] - y[a], t[b] - t[a]
-    step = np.sqrt(dx * dx + dy * dy)  # px; np.hypot is 5x slower and equal to 1 ulp here
-    g = group[b]
+    return dx, dy, dt, np.sqrt(dx * dx + dy * dy)  # np.hypot is 5x slower and equal to 1 ulp here
+
+
+def path_kinematics(n, g, chain, a, b, x, y, dx, dy, dt, step) -> dict[str, np.ndarray]:
+    """Speed (px/ms), acceleration, jerk, turning angle, curvature and stroke straightness over steps
+    a -> b (rows of x, y; dx, dy, dt, step from `steps`, in time order). `g`: each step's session;
+    `chain`: consecutive steps form derivatives and strokes only when equal (the session for raw events,
+    the stroke for resampled paths, whose strokes are already cut at pauses)."""
+    out: dict[str, np.ndarray] = {}
     with np.errstate(invalid="ignore", divide="ignore"):  # 0 ms gaps: no speed
         speed = step / dt
     ok = np.isfinite(speed)
     speed[~ok] = np.nan
     timed = np.flatnonzero(ok)  # index arrays: boolean masks with scattered gaps are ~5x slower to apply
     _describe(out, "mouse_speed", speed[timed], g[timed], n)
-    out["mouse_teleport_rate"] = group_mean((step > TELEPORT_PX).astype(np.float64), g, n)
-    out["mouse_dt_mode_share"] = group_mode_share(np.rint(dt).astype(np.int64), g, n)
-    out["mouse_step_mode_share"] = group_mode_share(np.rint(step).astype(np.int64), g, n)
-    with np.errstate(invalid="ignore", divide="ignore"):  # all gaps 0 ms (quantised clocks): NaN
-        dt_mean, dt_std = group_mean_std(dt, g, n)
-        out["mouse_dt_cv"] = dt_std / dt_mean
-    out["mouse_pauses_per_min"] = group_count(g[dt > MOUSE_PAUSE_MS], n) / np.maximum(
-        duration / 60000.0, 1e-3
-    )
 
-    # derivatives over consecutive steps of the same session (steps are in time order)
+    # derivatives over consecutive steps of the same chain (steps are in time order)
     p, q = timed[:-1], timed[1:]
-    same = g[p] == g[q]
+    same = chain[p] == chain[q]
     p, q = p[same], q[same]
     dt_mid = (dt[p] + dt[q]) / 2.0
     accel = (speed[q] - speed[p]) / dt_mid
     _describe(out, "mouse_accel", np.abs(accel), g[q], n, quantiles=(0.5, 0.9))
     p2, q2 = p[1:], p[:-1]  # consecutive accelerations share their middle step
-    chain = q[:-1] == p[1:]
-    jerk = (accel[1:] - accel[:-1])[chain] / dt[p2[chain]]
-    out["mouse_jerk_mean"] = group_mean(np.abs(jerk), g[q2[chain]], n)
+    link = q[:-1] == p[1:]
+    jerk = (accel[1:] - accel[:-1])[link] / dt[p2[link]]
+    out["mouse_jerk_mean"] = group_mean(np.abs(jerk), g[q2[link]], n)
 
     m = np.flatnonzero(step > 0)
     mp, mq = m[:-1], m[1:]
-    same = g[mp] == g[mq]
+    same = chain[mp] == chain[mq]
     mp, mq = mp[same], mq[same]
     # |turning angle| between consecutive steps, in [0, pi]: atan2(|cross|, dot)
     turn = np.arctan2(np.abs(dx[mp] * dy[mq] - dy[mp] * dx[mq]), dx[mp] * dx[mq] + dy[mp] * dy[mq])
@@ -248,7 +255,9 @@ def mouse_features(group, n, code, t, x, y, button, duration) -> dict[str, np.nd
     out["mouse_curvature_mean"] = group_mean(turn / step[mq], g[mq], n)
 
     # strokes: runs of moves without a pause; straightness = chord / path length
-    breaks = np.r_[True, (g[1:] != g[:-1]) | (dt[1:] > MOUSE_PAUSE_MS)] if len(g) else np.empty(0, bool)
+    breaks = (
+        np.r_[True, (chain[1:] != chain[:-1]) | (dt[1:] > MOUSE_PAUSE_MS)] if len(g) else np.empty(0, bool)
+    )
     stroke = np.cumsum(breaks) - 1
     if len(stroke):
         n_strokes = stroke[-1] + 1
@@ -261,6 +270,40 @@ def mouse_features(group, n, code, t, x, y, button, duration) -> dict[str, np.nd
         )
     else:
         _describe(out, "mouse_straightness", np.empty(0), np.empty(0, np.int64), n, (0.1, 0.5))
+    return out
+
+
+def mouse_features(group, n, code, t, x, y, button, duration, resample_ms=None) -> dict[str, np.ndarray]:
+    """`duration`: each session's span in ms (first to last event of any kind). `resample_ms`: None measures
+    the kinematics (`path_kinematics`) on consecutive events as logged; a number, on each stroke resampled
+    every that many ms (airush.abuse.resample), so they no longer depend on the logger's event rate. Timer
+    features (dt and step mode shares, dt cv, pauses, teleports), clicks and counts always see raw events."""
+    moving = (code == EVENT_CODE["move"]) | (code == EVENT_CODE["drag"])
+    a, b = consecutive_pairs(np.flatnonzero(moving), group)
+    dx, dy, dt, step = steps(a, b, x, y, t)
+    g = group[b]
+    if resample_ms is None:
+        kinematics = path_kinematics(n, g, g, a, b, x, y, dx, dy, dt, step)
+    else:
+        from airush.abuse.resample import resample_strokes
+
+        rows = np.flatnonzero(moving)
+        path = resample_strokes(group[rows], t[rows], x[rows], y[rows], resample_ms, MOUSE_PAUSE_MS)
+        ra, rb = consecutive_pairs(np.arange(len(path.t)), path.stroke)
+        r_steps = steps(ra, rb, path.x, path.y, path.t)
+        kinematics = path_kinematics(n, path.group[rb], path.stroke[rb], ra, rb, path.x, path.y, *r_steps)
+    # columns in the order they have always had: speed first, then the timer features, then the rest
+    out = {k: kinematics.pop(k) for k in list(kinematics) if k.startswith("mouse_speed_")}
+    out["mouse_teleport_rate"] = group_mean((step > TELEPORT_PX).astype(np.float64), g, n)
+    out["mouse_dt_mode_share"] = group_mode_share(np.rint(dt).astype(np.int64), g, n)
+    out["mouse_step_mode_share"] = group_mode_share(np.rint(step).astype(np.int64), g, n)
+    with np.errstate(invalid="ignore", divide="ignore"):  # all gaps 0 ms (quantised clocks): NaN
+        dt_mean, dt_std = group_mean_std(dt, g, n)
+        out["mouse_dt_cv"] = dt_std / dt_mean
+    out["mouse_pauses_per_min"] = group_count(g[dt > MOUSE_PAUSE_MS], n) / np.maximum(
+        duration / 60000.0, 1e-3
+    )
+    out |= kinematics
 
     down, up = code == EVENT_CODE["button_down"], code == EVENT_CODE["button_up"]
     press, release = paired_next(down, up, (group, button), t)
