@@ -139,3 +139,18 @@ def signature(frame: pd.DataFrame) -> list[tuple]:
     """(event, key, x, y) of each event, NaN positions as None so that equal rows compare equal."""
     xy = frame[["x", "y"]].astype(object).where(frame[["x", "y"]].notna(), None)
     return list(zip(frame["event"].astype(str), frame["key"], xy["x"], xy["y"], strict=True))
+
+
+def test_a_playback_copies_a_person_of_another_account_even_beside_its_own_owner():
+    """Sessions of one account sit side by side: a clash must be drawn again, not moved to the next person
+    (who is often the same account's owner)."""
+    from airush.abuse.data.playback import _donors
+
+    kinds = np.array(["human", "replay", "human", "human", "recorder", "human"] * 50, dtype=object)
+    users = np.repeat(np.arange(100), 3)
+    sessions = pd.DataFrame({"kind": kinds, "user_id": users})
+    copies = np.flatnonzero(kinds != "human")
+    for seed in range(20):
+        source = _donors(np.random.default_rng(seed), sessions, copies)
+        assert (kinds[source] == "human").all()
+        assert (users[source] != users[copies]).all()

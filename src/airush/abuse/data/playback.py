@@ -29,8 +29,10 @@ def _donors(rng, sessions: pd.DataFrame, copies: np.ndarray) -> np.ndarray:
     donors = np.flatnonzero(kinds == HUMAN)
     users = sessions["user_id"].to_numpy()
     source = donors[rng.integers(0, len(donors), len(copies))]
-    clash = users[source] == users[copies]
-    source[clash] = donors[(np.searchsorted(donors, source[clash]) + 1) % len(donors)]
+    for i in np.flatnonzero(users[source] == users[copies]):  # few: draw again among other accounts' people
+        others = donors[users[donors] != users[copies[i]]]
+        if len(others):  # else every person is on this account: its own owner is all there is to copy
+            source[i] = others[rng.integers(0, len(others))]
     return source
 
 

@@ -74,6 +74,7 @@ class SyntheticSessions(EventSource):
         "click_only_share": "[0, 1]",
         "clock_jump_share": "[0, 1]",
         "mixed_script_share": "[0, 1] (a [low, high] range per session)",
+        "recorded_devices": ">= 0",
     }
 
     n_users: int = 300
@@ -91,6 +92,12 @@ class SyntheticSessions(EventSource):
     click_only_share: float = 0.1
     clock_jump_share: float = 0.03
     mixed_script_share: tuple[float, float] = (0.2, 0.6)
+    # which devices a session's log holds, drawn per session independently of the label (share of sessions):
+    # pages without a text field and loggers that record the pointer only give mouse-only logs (Balabit),
+    # keystroke loggers keyboard-only ones, so a detector must score a session whatever devices it has
+    recorded_devices: dict[str, float] = field(
+        default_factory=lambda: {"both": 0.7, "mouse": 0.25, "keyboard": 0.05}
+    )
 
     def load(self, seed: int, stages=None) -> EventLog:
         self._check()
@@ -104,8 +111,9 @@ class SyntheticSessions(EventSource):
         )  # fmt: skip
         people = draw_people(rng, sessions["user_id"].to_numpy(), env["touchpad"])
         tools = draw_tools(rng, n, tuple(self.mixed_script_share))
+        devices = draw_devices(rng, n, self.recorded_devices)
         actions = plan_actions(
-            rng, sessions, people, tools, self.mouse_actions, self.typing_bursts, self.scroll_share
+            rng, sessions, people, tools, self.mouse_actions, self.typing_bursts, self.scroll_share, devices
         )
         pointer, pointer_ms = render_pointer(rng, actions, env, people, tools)
         bar and bar.advance()
@@ -136,6 +144,22 @@ class SyntheticSessions(EventSource):
             raise ConfigError(f"data.logger_shares.{unknown[0]} unknown; choose from: {', '.join(LOGGERS)}")
         if sum(self.logger_shares.values()) <= 0:
             raise ConfigError("data.logger_shares: at least one logger needs a share above 0")
+        unknown = sorted(set(self.recorded_devices) - set(DEVICE_SETS))
+        if unknown:
+            raise ConfigError(
+                f"data.recorded_devices.{unknown[0]} unknown; choose from: {', '.join(DEVICE_SETS)}"
+            )
+        if sum(self.recorded_devices.values()) <= 0:
+            raise ConfigError(
+                "data.recorded_devices: at least one of both, mouse, keyboard needs a share above 0"
+            )
+        for only, name in (("mouse", "mouse_actions"), ("keyboard", "typing_bursts")):
+            if self.recorded_devices.get(only, 0) > 0 and getattr(self, name)[1] < 1:
+                raise ConfigError(
+                    f"data.recorded_devices.{only}={self.recorded_devices[only]} makes {only}-only sessions, but "
+                    f"data.{name}={list(getattr(self, name))} gives them nothing: raise its high or set "
+                    f"data.recorded_devices.{only}=0"
+                )
 
 
 def assign_sessions(rng, n_users: int, per_user: int, bot_share: float, bot_kinds: list[str]) -> pd.DataFrame:
@@ -163,13 +187,31 @@ def assign_sessions(rng, n_users: int, per_user: int, bot_share: float, bot_kind
     )
 
 
-def plan_actions(rng, sessions, people, tools, mouse_range, typing_range, scroll_range) -> pd.DataFrame:
+DEVICE_SETS = ("both", "mouse", "keyboard")  # data.recorded_devices: what a session's log holds
+
+
+def draw_devices(rng, n: int, shares: dict[str, float]) -> np.ndarray:
+    """Per session, the index in DEVICE_SETS of the devices its log holds (shares normalised)."""
+    p = np.array([float(shares.get(name, 0.0)) for name in DEVICE_SETS])
+    return rng.choice(len(DEVICE_SETS), n, p=p / p.sum())
+
+
+def plan_actions(rng, sessions, people, tools, mouse_range, typing_range, scroll_range, devices=None):
     """Each session is a shuffled sequence of pointing/scrolling actions and typing bursts, each with the
-    style that makes it (a person, or a script) and the wait before it."""
+    style that makes it (a person, or a script) and the wait before it. `devices` (`draw_devices`; None: both)
+    leaves out the typing of mouse-only sessions and the pointing of keyboard-only ones (at least one action
+    of the device they keep)."""
     n = len(sessions)
     kinds = sessions["kind"].to_numpy()
     n_mouse = rng.integers(mouse_range[0], mouse_range[1] + 1, n)
     n_typing = rng.integers(typing_range[0], typing_range[1] + 1, n)
+    if devices is not None:
+        mouse_only, keyboard_only = (
+            devices == DEVICE_SETS.index("mouse"),
+            devices == DEVICE_SETS.index("keyboard"),
+        )
+        n_mouse = np.where(keyboard_only, 0, np.where(mouse_only, np.maximum(n_mouse, 1), n_mouse))
+        n_typing = np.where(mouse_only, 0, np.where(keyboard_only, np.maximum(n_typing, 1), n_typing))
     total = n_mouse + n_typing
     session = np.repeat(np.arange(n), total)
     rank = np.arange(len(session)) - np.repeat(np.cumsum(total) - total, total)
