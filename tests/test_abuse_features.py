@@ -139,7 +139,7 @@ def test_feature_set_sizes():
         (kb, mouse): SessionFeatures(kb, mouse).transform(log.events, ids).shape[1]
         for kb, mouse in ((True, True), (True, False), (False, True))
     }
-    assert sizes == {(True, True): 68, (True, False): 23, (False, True): 47}
+    assert sizes == {(True, True): 69, (True, False): 23, (False, True): 48}
 
 
 def test_action_dynamics_by_hand():
@@ -181,3 +181,28 @@ def test_action_dynamics_by_hand():
     both = ActionFeatures().transform(events, np.array([1, 2]))
     np.testing.assert_allclose(both.loc[1, "action_distance"], got["action_distance"].iloc[:5].mean())
     assert both.loc[2, "action_mm"] == 1.0
+
+
+def test_path_repeat_share_by_hand():
+    """A path of 6 distinct positions played twice: the second pass repeats every one of its 4-position runs
+    (3 of the 9 runs straddle the loop's seam and are new); a person's path of distinct positions repeats
+    none; positions equal on the 1/8 px grid count as the same; a NaN position leaves the sequence."""
+    from airush.abuse.repeats import path_repeat_share
+
+    loop = np.array([(0, 0), (3, 1), (7, 4), (12, 9), (20, 11), (26, 18)], dtype=float)
+    twice = np.r_[loop, loop]
+    group = np.zeros(len(twice), np.int64)
+    share = path_repeat_share(group, 1, twice[:, 0], twice[:, 1])
+    assert share[0] == pytest.approx(3 / 9)
+    distinct = np.cumsum(np.ones((12, 2)), axis=0)
+    assert path_repeat_share(group, 1, distinct[:, 0], distinct[:, 1])[0] == 0.0
+    nudged = twice + np.r_[np.zeros((6, 2)), np.full((6, 2), 0.01)]  # under 1/16 px: same grid point
+    assert path_repeat_share(group, 1, nudged[:, 0], nudged[:, 1])[0] == pytest.approx(3 / 9)
+    with_nan = np.r_[loop, [(np.nan, np.nan)], loop]
+    one = np.zeros(len(with_nan), np.int64)
+    assert path_repeat_share(one, 1, with_nan[:, 0], with_nan[:, 1])[0] == pytest.approx(3 / 9)
+    # two sessions: runs never span them, and a session with fewer than 4 moves has no share
+    group2 = np.r_[np.zeros(12, np.int64), np.ones(3, np.int64)]
+    xy = np.r_[twice, loop[:3]]
+    shares = path_repeat_share(group2, 2, xy[:, 0], xy[:, 1])
+    assert shares[0] == pytest.approx(3 / 9) and np.isnan(shares[1])

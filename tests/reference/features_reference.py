@@ -159,7 +159,24 @@ def _mouse(session: pd.DataFrame, span: float) -> dict:
     out["click_hold_mode_share"] = _mode_share(np.rint(holds))
     out["mouse_moves"] = float(len(step))
     out["mouse_clicks"] = float((session["code"] == CODE["button_down"]).sum())
+    out["mouse_path_repeat_share"] = _repeat_share(x, y)
     return out | _actions(session, span)
+
+
+def _repeat_share(x: np.ndarray, y: np.ndarray, moves: int = 4, grid: int = 8) -> float:
+    """Share of the session's runs of `moves` consecutive positions (1/grid px) seen earlier in it."""
+    finite = np.isfinite(x) & np.isfinite(y)
+    points = list(
+        zip(np.rint(x[finite] * grid).astype(int), np.rint(y[finite] * grid).astype(int), strict=True)
+    )
+    grams = [tuple(points[i : i + moves]) for i in range(len(points) - moves + 1)]
+    if not grams:
+        return np.nan
+    seen, again = set(), 0
+    for gram in grams:
+        again += gram in seen
+        seen.add(gram)
+    return again / len(grams)
 
 
 def reference_actions(session: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from airush.abuse.data import EVENT_KINDS
 from airush.abuse.mouse_actions import session_action_features
+from airush.abuse.repeats import path_repeat_share
 from airush.compute.grouped import (
     group_count,
     group_entropy,
@@ -313,4 +314,6 @@ def mouse_features(group, n, code, t, x, y, button, duration, resample_ms=None) 
     )
     out["mouse_moves"] = group_count(g, n)
     out["mouse_clicks"] = group_count(group[down], n)
+    moves = np.flatnonzero(moving)
+    out["mouse_path_repeat_share"] = path_repeat_share(group[moves], n, x[moves], y[moves])
     return out | session_action_features(group, n, code, t, x, y, button, duration)

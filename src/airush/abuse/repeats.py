@@ -1,0 +1,47 @@
+"""Retraced paths: the share of a session's pointer moves that repeat, position for position, a stretch of
+the same session seen earlier.
+
+A hand never passes through the same few positions in the same order twice, but a macro recorder looping
+its recording does, and so does an auto-clicker moving between its fixed points. Each run of REPEAT_MOVES
+consecutive move positions (on a 1/POSITION_GRID px grid: PointerEvent coordinates are fractional) is an
+n-gram; the feature is the share of a session's n-grams that occurred earlier in it (NaN with fewer moves
+than that). Vectorised: each n-gram is hashed to 64 bits, and a sort by session and hash finds the repeats;
+two different n-grams sharing a hash is a 2^-64 event per pair.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from airush.compute.grouped import group_mean
+
+REPEAT_MOVES = 4  # positions per n-gram: three steps in the same directions and lengths, at the same place
+POSITION_GRID = 8  # positions compared after rounding to 1/8 px
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multipliers (golden ratio, splitmix64)
+_MIX2 = np.uint64(0xBF58476D1CE4E5B9)
+
+
+def path_repeat_share(group: np.ndarray, n: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per session (`group`: 0..n-1 of each move, moves in time order within each session, positions `x`, `y`),
+    the share of its REPEAT_MOVES-grams of positions seen earlier in the session. Moves without a finite
+    position are left out of the sequence."""
+    finite = np.isfinite(x) & np.isfinite(y)
+    group, x, y = group[finite], x[finite], y[finite]
+    m = len(group) - REPEAT_MOVES + 1
+    if m <= 0:
+        return np.full(n, np.nan)
+    px = np.rint(x * POSITION_GRID).astype(np.int64).view(np.uint64)
+    py = np.rint(y * POSITION_GRID).astype(np.int64).view(np.uint64)
+    point = px * _MIX ^ py * _MIX2
+    key = np.zeros(m, np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(REPEAT_MOVES):
+            key = (key ^ point[k : k + m]) * _MIX + np.uint64(k + 1)
+    whole = group[:m] == group[REPEAT_MOVES - 1 :]  # all its moves in one session
+    g, key = group[:m][whole], key[whole]
+    order = np.lexsort((np.arange(len(g)), key, g))  # by session, then hash, then time
+    g_sorted, key_sorted = g[order], key[order]
+    again = np.r_[False, (g_sorted[1:] == g_sorted[:-1]) & (key_sorted[1:] == key_sorted[:-1])]
+    repeated = np.empty(len(g), np.float64)
+    repeated[order] = again
+    return group_mean(repeated, g, n)
