@@ -43,10 +43,10 @@ def test_without_resampling_features_are_bit_identical_to_before():
     log = SyntheticSessions(n_users=12, sessions_per_user=3, bot_share=0.4, mouse_actions=(3, 8)).load(seed=5)
     ids = log.sessions["session_id"].to_numpy()
     before = features_before_resampling().SessionFeatures().transform(log.events, ids)
-    now = SessionFeatures(resample_ms=None).transform(log.events, ids)
-    assert set(now.columns) - set(before.columns) == {"mouse_path_repeat_share"}  # added since (repeats.py)
+    now = SessionFeatures(resample_ms=None, counts=True).transform(log.events, ids)
+    assert set(now.columns) - set(before.columns) == {"mouse_path_repeat_share", "mouse_clicks_per_min"}
     pd.testing.assert_frame_equal(now[before.columns], before, check_exact=True)
-    resampled = SessionFeatures(resample_ms=STEP_MS).transform(log.events, ids)
+    resampled = SessionFeatures(resample_ms=STEP_MS, counts=True).transform(log.events, ids)
     assert list(resampled.columns) == list(now.columns)
     assert not np.allclose(resampled["mouse_speed_p50"], before["mouse_speed_p50"], equal_nan=True)
 

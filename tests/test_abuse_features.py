@@ -16,7 +16,7 @@ from conftest import SHARED_DATA
 
 
 def assert_same_features(events: pd.DataFrame, session_ids: np.ndarray, keyboard=True, mouse=True):
-    fast = SessionFeatures(keyboard, mouse).transform(events, session_ids)
+    fast = SessionFeatures(keyboard, mouse, counts=True).transform(events, session_ids)
     slow = reference_features(events, session_ids, keyboard, mouse)
     assert list(fast.columns) == list(slow.columns)
     for column in fast.columns:
@@ -136,10 +136,19 @@ def test_feature_set_sizes():
     log = SyntheticSessions(n_users=4, sessions_per_user=2, mouse_actions=(2, 3)).load(seed=0)
     ids = log.sessions["session_id"].to_numpy()
     sizes = {
-        (kb, mouse): SessionFeatures(kb, mouse).transform(log.events, ids).shape[1]
+        (kb, mouse, counts): SessionFeatures(kb, mouse, counts=counts).transform(log.events, ids).shape[1]
         for kb, mouse in ((True, True), (True, False), (False, True))
+        for counts in (False, True)
     }
-    assert sizes == {(True, True): 69, (True, False): 23, (False, True): 48}
+    # counts: duration_s, key_presses and key_pauses (keyboard), mouse_moves and mouse_clicks (mouse)
+    assert sizes == {
+        (True, True, False): 65,
+        (True, False, False): 20,
+        (False, True, False): 46,
+        (True, True, True): 70,
+        (True, False, True): 23,
+        (False, True, True): 49,
+    }
 
 
 def test_action_dynamics_by_hand():

@@ -84,11 +84,17 @@ def test_served_model_and_predictions_give_the_runs_test_scores(
     chunks = list(predictions(trained, source, PredictOptions(chunk_events=500, buckets=9)))
     assert len(chunks) == 9
     predicted = pd.concat(chunks, ignore_index=True)
-    assert list(predicted.columns) == ["session_id", "score", "flagged"]
+    assert list(predicted.columns) == ["session_id", "score", "probability", "flagged"]
     assert sorted(predicted["session_id"]) == sorted(events["session_id"].unique())  # each session once
     scores = predicted.set_index("session_id")["score"]
     np.testing.assert_allclose(scores.loc[test_ids], expected["score"], rtol=rtol, atol=1e-12)
     np.testing.assert_allclose(scores.loc[by_session.index], by_session, rtol=rtol)  # seq: float32 batches
+    # the calibrated P(bot) the run fitted on valid, the same whichever way the model is asked
+    probability = predicted.set_index("session_id")["probability"]
+    np.testing.assert_allclose(probability.loc[test_ids], expected["probability"], rtol=rtol, atol=1e-12)
+    np.testing.assert_allclose(
+        served.set_index("session_id")["probability"], probability.loc[served["session_id"]], rtol=rtol
+    )
     threshold = run.data.metrics["threshold"]
     assert (predicted["flagged"] == (predicted["score"] >= threshold)).all()
 
@@ -173,17 +179,17 @@ def test_score_sessions_in_the_order_asked_and_bad_events_in_one_line(tmp_path):
 
     events = interleaved_events(3)
     asked = events.iloc[::-1]
-    scored = score_sessions(Duration(), SessionFeatures(), asked)
+    scored = score_sessions(Duration(), SessionFeatures(counts=True), asked)
     assert scored["session_id"].tolist() == asked["session_id"].unique().tolist()
     # each session rebased to its first event: 205 ms (mouse) and 230 ms (typing), whatever its start
     expected = np.where(scored["session_id"] % 10 == 1, 0.205, 0.23)
     np.testing.assert_allclose(scored["score"], expected, rtol=1e-12)
 
     with pytest.raises(UserError) as err:
-        score_sessions(Duration(), SessionFeatures(), events.assign(event="click"))
+        score_sessions(Duration(), SessionFeatures(counts=True), events.assign(event="click"))
     assert one_line(err).startswith("unknown event 'click'; expected one of key_down")
     with pytest.raises(UserError) as err:
-        score_sessions(Duration(), SessionFeatures(), events.drop(columns="x"))
+        score_sessions(Duration(), SessionFeatures(counts=True), events.drop(columns="x"))
     assert one_line(err).endswith("missing x")
 
     events.loc[5, "button"] = "thumb"
@@ -204,7 +210,9 @@ def test_predictions_over_generated_data_score_every_session_once():
     source = SyntheticSessions(n_users=12, sessions_per_user=3, bot_share=0.2, mouse_actions=(2, 4))
     log = source.load(seed=5)
     trained = SimpleNamespace(
-        model=SessionEventScores(Duration(), SessionFeatures()), config=None, metrics={"threshold": 20.0}
+        model=SessionEventScores(Duration(), SessionFeatures(counts=True)),
+        config=None,
+        metrics={"threshold": 20.0},
     )
     chunks = list(predictions(trained, source, PredictOptions(chunk_events=3000, seed=5)))
     predicted = pd.concat(chunks, ignore_index=True)

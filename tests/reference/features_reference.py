@@ -159,6 +159,7 @@ def _mouse(session: pd.DataFrame, span: float) -> dict:
     out["click_hold_mode_share"] = _mode_share(np.rint(holds))
     out["mouse_moves"] = float(len(step))
     out["mouse_clicks"] = float((session["code"] == CODE["button_down"]).sum())
+    out["mouse_clicks_per_min"] = out["mouse_clicks"] / max(span / 60000.0, 1e-3)
     out["mouse_path_repeat_share"] = _repeat_share(x, y)
     return out | _actions(session, span)
 

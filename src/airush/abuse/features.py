@@ -30,6 +30,8 @@ QS = (0.1, 0.5, 0.9)
 TYPING_PAUSE_MS = 2000.0  # a longer key-down gap ends a typing burst
 MOUSE_PAUSE_MS = 300.0  # a longer gap between mouse events ends a stroke
 TELEPORT_PX = 250.0  # one sampled step longer than this is a jump no hand makes in ~16 ms
+# a session's size rather than its behaviour: left out unless SessionFeatures(counts=True)
+COUNT_COLUMNS = ("duration_s", "key_presses", "key_pauses", "mouse_moves", "mouse_clicks")
 CHUNK_EVENTS = 1_000_000  # bounded memory: sessions are processed in chunks of about this many events
 
 EVENT_CODE = {name: i for i, name in enumerate(EVENT_KINDS)}
@@ -80,7 +82,11 @@ class CombinedFeatures(FeatureSet):
 class SessionFeatures(FeatureSet):
     """Keyboard and mouse statistics per session. `resample_ms`: None measures mouse kinematics on events as
     logged; a number (ms, below MOUSE_PAUSE_MS) measures them on every stroke resampled at that interval,
-    so that they do not depend on the logger's event rate (see `mouse_features`)."""
+    so that they do not depend on the logger's event rate (see `mouse_features`). `counts`: also the
+    session's size (COUNT_COLUMNS: its duration, key presses, pauses, moves, clicks). Off by default: how
+    long a session is says what the page asked for, not who did it, and a detector that learned the
+    generator's session lengths misjudges real sessions of other lengths (issue 14: Balabit's hour-long
+    sessions were flagged for their click counts); rates (events, keys, clicks, pauses per time) stay."""
 
     ranges: ClassVar[dict[str, str]] = {
         "resample_ms": f"(0, {MOUSE_PAUSE_MS:g}) (ms; null: events as logged)"
@@ -89,6 +95,7 @@ class SessionFeatures(FeatureSet):
     keyboard: bool = True
     mouse: bool = True
     resample_ms: float | None = None
+    counts: bool = False
 
     def chunk_features(self, events: pd.DataFrame, session_ids: np.ndarray) -> pd.DataFrame:
         from airush.errors import ConfigError
@@ -116,6 +123,8 @@ class SessionFeatures(FeatureSet):
                 else events["button"].to_numpy()
             )
             features |= mouse_features(group, n, code, t, x, y, button, duration, self.resample_ms)
+        if not self.counts:
+            features = {k: v for k, v in features.items() if k not in COUNT_COLUMNS}
         return pd.DataFrame(features, index=pd.Index(session_ids, name="session_id"))
 
 
@@ -314,6 +323,7 @@ def mouse_features(group, n, code, t, x, y, button, duration, resample_ms=None) 
     )
     out["mouse_moves"] = group_count(g, n)
     out["mouse_clicks"] = group_count(group[down], n)
+    out["mouse_clicks_per_min"] = out["mouse_clicks"] / np.maximum(duration / 60000.0, 1e-3)
     moves = np.flatnonzero(moving)
     out["mouse_path_repeat_share"] = path_repeat_share(group[moves], n, x[moves], y[moves])
     return out | session_action_features(group, n, code, t, x, y, button, duration)
