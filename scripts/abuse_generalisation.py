@@ -155,10 +155,12 @@ def settings(seed: int, args) -> list[dict]:
 def real_people(args) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
     """Real data sets present on this machine: name -> (features of every session, their session ids)."""
     found = {}
-    for name, folder, data in (
-        ("Balabit (mouse)", args.balabit, "balabit"),
-        ("Aalto (keyboard)", args.aalto, "aalto"),
+    for name, folder, data, device in (
+        ("Balabit (mouse)", args.balabit, "balabit", "mouse"),
+        ("Aalto (keyboard)", args.aalto, "aalto", "keyboard"),
     ):
+        if args.features not in ("all", device):  # a features=mouse model has nothing to read in typing
+            continue
         if folder is None or not Path(folder).is_dir():
             print(f"humans: {name} skipped, no folder at {folder}")
             continue
