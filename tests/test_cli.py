@@ -17,7 +17,10 @@ MODEL_CONFS = list((REPO / "conf" / "model").glob("*.yaml"))  # every model conf
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["abuse", "music"])
-def test_cli_runs_each_task_and_prints_results(task, tmp_path, tracking_uri):
+def test_cli_runs_each_task_prints_results_and_logs_what_it_printed(task, tmp_path, tracking_uri):
+    """One run per task, two facts of it: the terminal shows the results, and the run's `airush.log` artifact
+    holds its config, each stage with its count and time, and every metric at full precision, whatever the
+    task's libraries log themselves."""
     result = run_airush([f"task={task}", *SMALL[task]], cwd=tmp_path, tracking_uri=tracking_uri)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "MLflow run:" in result.stdout
@@ -26,6 +29,15 @@ def test_cli_runs_each_task_and_prints_results(task, tmp_path, tracking_uri):
     assert all(word in result.stdout for word in expected)
     # Hydra's run dir lands under outputs/ of the directory airush was started from
     assert list((tmp_path / "outputs" / "runs").glob("*/*/.hydra/config.yaml"))
+
+    client = mlflow.MlflowClient(tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name(task).experiment_id])
+    log = client.download_artifacts(run.info.run_id, "airush.log", str(tmp_path))
+    text = Path(log).read_text()
+    assert f"task: {task}" in text and f"run dir: {run.data.tags['airush.run_dir']}" in text
+    assert " in " in text and " s\n" in text  # stages: `<stage>: n/total in 0.12 s`
+    metric = run.data.tags["airush.primary_metric"]
+    assert f"metric {metric} = {run.data.metrics[metric]!r}" in text
 
 
 @pytest.mark.slow
@@ -200,23 +212,6 @@ def test_help_names_the_hydra_plugins_hydra_offers():
         loader = GlobalHydra.instance().config_loader()
         for group, options in HYDRA_CHOICES.items():
             assert set(options) <= set(loader.get_group_options(group)), group
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("task", ["abuse", "music"])
-def test_every_run_logs_what_it_printed(task, tmp_path, tracking_uri):
-    """The run's `airush.log` artifact holds its config, each stage with its count and time, and every
-    metric at full precision, whatever the task's libraries log themselves."""
-    result = run_airush([f"task={task}", *SMALL[task]], tmp_path, tracking_uri)
-    assert result.returncode == 0, result.stderr[-2000:]
-    client = mlflow.MlflowClient(tracking_uri)
-    (run,) = client.search_runs([client.get_experiment_by_name(task).experiment_id])
-    log = client.download_artifacts(run.info.run_id, "airush.log", str(tmp_path))
-    text = Path(log).read_text()
-    assert f"task: {task}" in text and f"run dir: {run.data.tags['airush.run_dir']}" in text
-    assert " in " in text and " s\n" in text  # stages: `<stage>: n/total in 0.12 s`
-    metric = run.data.tags["airush.primary_metric"]
-    assert f"metric {metric} = {run.data.metrics[metric]!r}" in text
 
 
 def test_every_subcommand_has_a_line_in_help():

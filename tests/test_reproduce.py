@@ -32,17 +32,23 @@ def _reproduce(run_id: str, tracking_uri: str, cwd, *extra: str):
     [
         ["task=abuse", "model=lgbm", *SMALL["abuse"]],
         ["task=music", "model=als", *SMALL["music"]],
-        ["task=music", "model=pop", *SMALL["music"]],
         ["task=music", "model=ease", "seed=3", *SMALL["music"]],
     ],
-    ids=["lgbm", "als", "pop", "ease"],
+    ids=["lgbm", "als", "ease"],
 )
 def test_reproduce_gives_identical_metrics(args, tmp_path, tracking_uri):
+    """pop is reproduced, with these same checks, by the first reproduction of the test below."""
     first = run_airush(args, tmp_path, tracking_uri)
     assert first.returncode == 0, first.stderr
     (original,) = _runs(tracking_uri)
 
     again = run_airush(["reproduce", original.info.run_id, "--tracking-uri", tracking_uri], tmp_path)
+    assert_identical_reproduction(again, tracking_uri)
+
+
+def assert_identical_reproduction(again, tracking_uri: str) -> None:
+    """`again` (the reproduce command) made the store's second run from its first, with the same data and
+    metrics."""
     assert again.returncode == 0, again.stderr
     assert "data fingerprint" not in again.stderr
     original, repeat = _runs(tracking_uri)
@@ -81,12 +87,13 @@ def test_reproduce_warns_when_the_data_differs(tmp_path, tracking_uri):
 
 @pytest.mark.slow
 def test_a_reproduction_of_a_run_with_added_keys_reproduces_again(tmp_path, tracking_uri):
-    """`+key=value` overrides and the `+reproduce=run` a reproduction records are both replayable."""
+    """`+key=value` overrides and the `+reproduce=run` a reproduction records are both replayable; the first
+    reproduction is also test_reproduce_gives_identical_metrics for pop."""
     args = ["task=music", "model=pop", "+mlflow.note=baseline", *SMALL["music"]]
     assert run_airush(args, tmp_path, tracking_uri).returncode == 0
     (original,) = _runs(tracking_uri)
     again = _reproduce(original.info.run_id, tracking_uri, tmp_path)
-    assert again.returncode == 0, again.stderr
+    assert_identical_reproduction(again, tracking_uri)
     _, first = _runs(tracking_uri)
     twice = _reproduce(first.info.run_id, tracking_uri, tmp_path)
     assert twice.returncode == 0, twice.stderr
