@@ -112,8 +112,15 @@ def synthetic_log(
 ):
     from airush.abuse.data.synthetic import SyntheticSessions
 
+    # every session logs both devices: these tests train on a few hundred sessions and check learning
+    # mechanics, not how a detector copes with mouse-only or keyboard-only logs
     generator = SyntheticSessions(
-        n_users=n_users, sessions_per_user=4, bot_share=0.2, mouse_actions=(3, 8), bot_kinds=list(bot_kinds)
+        n_users=n_users,
+        sessions_per_user=4,
+        bot_share=0.2,
+        mouse_actions=(3, 8),
+        bot_kinds=list(bot_kinds),
+        recorded_devices={"both": 1.0},
     )
     return generator.load(seed=seed)
 

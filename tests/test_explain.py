@@ -224,7 +224,7 @@ def test_predict_explain_true_names_top_features_of_flagged_sessions(lgbm_run):
     seconds = time.monotonic() - started
     assert result.returncode == 0, result.stderr[-3000:]
     got = pd.read_csv(out, keep_default_na=False)
-    assert list(got.columns) == ["session_id", "score", "flagged", "top_features"]
+    assert list(got.columns) == ["session_id", "score", "probability", "flagged", "top_features"]
     flagged = got["flagged"].astype(str) == "True"
     assert flagged.any() and (~flagged).any()
     assert (got.loc[~flagged, "top_features"] == "").all()

@@ -174,12 +174,14 @@ def test_abuse_lightgbm_model_scores_sessions_from_raw_events_like_the_run(
     # our pyfunc over raw events, and MLflow's LightGBM flavor on the same booster text beside it
     assert mlmodel.flavors["python_function"]["loader_module"] == "airush.tracking.pyfunc_loader"
     assert mlmodel.signature.inputs.input_names() == list(EVENT_COLUMNS)
-    assert mlmodel.signature.outputs.input_names() == ["session_id", "score"]
+    assert mlmodel.signature.outputs.input_names() == ["session_id", "score", "probability"]
     info = json.loads((local / "data" / "model" / "airush_model.json").read_text())
     assert info["features"] == {
         "_target_": "airush.abuse.features.SessionFeatures",
         "keyboard": True,
         "mouse": True,
+        "resample_ms": None,
+        "counts": False,
     }
 
     expected = pd.read_parquet(Path(cfg.paths.run_dir) / "evaluation" / "test_predictions.parquet")
@@ -218,7 +220,7 @@ def test_abuse_sequence_model_scores_sessions_from_raw_events_like_the_run(
     local, mlmodel = trained.local, trained.mlmodel
     assert "python_function" in mlmodel.flavors
     assert mlmodel.signature.inputs.input_names() == list(EVENT_COLUMNS)
-    assert mlmodel.signature.outputs.input_names() == ["session_id", "score"]
+    assert mlmodel.signature.outputs.input_names() == ["session_id", "score", "probability"]
     assert torch.load(local / "data" / "model" / "model.pt", weights_only=True)  # a plain state dict
 
     # the run's own scores: its test predictions, which are the model's in this process too
