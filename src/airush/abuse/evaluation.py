@@ -9,7 +9,12 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from airush.abuse.calibration import brier_score, expected_calibration_error, reliability_table
+from airush.abuse.calibration import (
+    brier_score,
+    expected_calibration_error,
+    fit_calibration,
+    reliability_table,
+)
 from airush.abuse.explain import save_top_flagged
 from airush.abuse.metrics import (
     best_f1_threshold,
@@ -52,8 +57,11 @@ def evaluate(
         valid_metrics = {f"valid_{k}": v for k, v in ranked.items() if np.isfinite(v)}
         scores = model.predict_proba(splits.X["test"])
         session_ids = splits.session_id["test"]
-        if splits.calibration is not None:
-            probability = splits.calibration.probability(scores)
+        # score -> P(bot), fitted on the valid scores the thresholds came from; the MLflow Model saved after
+        # this step carries it (`airush.abuse.serving`)
+        method = str(cfg.task.get("calibration", "platt"))
+        splits.calibration = fit_calibration(splits.y["valid"], valid_scores, method)
+        probability = splits.calibration.probability(scores)
     y, kind = splits.y["test"], splits.kind["test"]
     metrics = defined_metrics(y, scores, threshold, strict) | valid_metrics
     if has_both_classes(y):

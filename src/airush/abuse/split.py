@@ -29,7 +29,7 @@ class SessionSplits:
     session_id: dict[str, np.ndarray]
     account: dict[str, np.ndarray] | None = None  # scope=account: claimed account of each feature row
     test_events: pd.DataFrame | None = None  # scope=session: the events log holding the test sessions
-    # scope=session: score -> P(bot), fitted on valid once the detector is trained (`fit`); saved with the model
+    # scope=session: score -> P(bot), fitted on valid's scores by `evaluate`; saved with the model
     calibration: Calibration | None = None
 
 

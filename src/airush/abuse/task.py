@@ -24,7 +24,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from airush.abuse.calibration import METHODS, fit_calibration
+from airush.abuse.calibration import METHODS
 from airush.abuse.data import EventLog
 from airush.abuse.evaluation import evaluate as evaluate  # the task's `evaluate` step
 from airush.abuse.sequences import SessionSequences, session_sequences
@@ -320,8 +320,6 @@ def fit(model, splits: SessionSplits, cfg: DictConfig, stages: Stages, devices=N
     X, y = splits.X, splits.y
     model.fit(X["train"], y["train"], X["valid"], y["valid"], bar=bar, **fit_devices(devices, model))
     bar.done()
-    method = str(cfg.task.get("calibration", "platt"))
-    splits.calibration = fit_calibration(y["valid"], model.predict_proba(X["valid"]), method)
 
 
 class SplitSettings(TypedDict, total=False):
