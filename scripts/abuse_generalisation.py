@@ -7,7 +7,8 @@
 Real automation is never exactly one of our bot families, real loggers are never exactly our settings, and
 real people are not our simulated ones (issue 14). Every experiment trains LightGBM (conf/model/lgbm.yaml)
 on data generated from conf/data/synthetic_abuse.yaml with the seed, on a 70/15/15 user-disjoint split, and
-prints mean ± sample sd over seeds (the sd is the seed stability asked for).
+prints mean ± sample sd over seeds (the sd is the seed stability asked for). Scores pass the task's copy
+rule (conf/task/abuse.yaml `copy_share`, airush.abuse.copies), as the shipped detector's do.
 
 - families: leave one bot family out. `--bot-share` raises the share of bot sessions so each family has ~40
   sessions per seed. For each family k, the detector is trained without any session of k; the threshold
@@ -68,6 +69,16 @@ def build(group: str, name: str, **overrides):
     return instantiate(cfg, **overrides)
 
 
+def scored(model, X) -> np.ndarray:
+    """The shipped detector's scores: the model's, through the task's copy rule (`task.copy_share`)."""
+    from omegaconf import OmegaConf
+
+    from airush.abuse.copies import with_copy_rule
+
+    copy_share = OmegaConf.load(CONF / "task" / "abuse.yaml").task.copy_share
+    return with_copy_rule(model.predict_proba(X), X, copy_share)
+
+
 def auc(pos: np.ndarray, neg: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
@@ -109,10 +120,10 @@ def families(seed: int, args) -> list[dict]:
     data = Generated(seed, args.features, args.n_users, bot_share=args.bot_share)
     test = data.parts["test"]
     test_people = test[data.y[test] == 0]
-    all_scores = data.fit(seed).predict_proba(data.X)
+    all_scores = scored(data.fit(seed), data.X)
     rows = []
     for family in sorted(set(data.kind) - {"human"}):
-        scores = data.fit(seed, exclude=family).predict_proba(data.X)
+        scores = scored(data.fit(seed, exclude=family), data.X)
         held = np.flatnonzero(data.kind == family)
         seen = test[data.kind[test] == family]
         rows.append(
@@ -134,11 +145,11 @@ def settings(seed: int, args) -> list[dict]:
         trained = Generated(seed, args.features, args.n_users, bot_share=args.bot_share, **train_settings)
         model = trained.fit(seed)
         own = trained.parts["test"]
-        own_scores = model.predict_proba(trained.X.iloc[own])
+        own_scores = scored(model, trained.X.iloc[own])
         tested = Generated(
             seed + TEST_SEED_OFFSET, args.features, args.n_users, bot_share=args.bot_share, **test_settings
         )
-        scores = model.predict_proba(tested.X)
+        scores = scored(model, tested.X)
         people, bots = np.flatnonzero(tested.y == 0), np.flatnonzero(tested.y == 1)
         rows.append(
             {
@@ -178,12 +189,12 @@ def humans(seed: int, args, real: dict) -> list[dict]:
     data = Generated(seed, args.features, args.n_users)  # the shipped default: data as make run draws it
     model = data.fit(seed)
     valid = data.parts["valid"]
-    valid_scores = model.predict_proba(data.X.iloc[valid])
+    valid_scores = scored(model, data.X.iloc[valid])
     f1_threshold = best_f1_threshold(data.y[valid], valid_scores)
     strict = threshold_at_fpr(data.y[valid], valid_scores, 0.01)
     rows = []
     for name, (X, ids) in real.items():
-        scores = model.predict_proba(X[data.X.columns])
+        scores = scored(model, X[data.X.columns])
         rows.append(
             {
                 "seed": seed,

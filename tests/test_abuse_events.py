@@ -163,7 +163,7 @@ BAD = {
     ),
     "time going backwards in a session": (
         lambda e, s: (set_cell(e, 20, "t_ms", float(e["t_ms"].iloc[19]) - 5.0), s),
-        "events.csv", 22, "t_ms", ["time goes backwards in session 0:", "ms after", "ms at row 21", "expected each session's rows in time order"],
+        "events.csv", 22, "t_ms", ["time goes backwards in session ", "ms after", "ms at row 21", "expected each session's rows in time order"],
     ),
     "repeated row": (
         lambda e, s: (pd.concat([e.iloc[:12], e.iloc[[10]], e.iloc[12:]], ignore_index=True), s),

@@ -44,7 +44,8 @@ def test_without_resampling_features_are_bit_identical_to_before():
     ids = log.sessions["session_id"].to_numpy()
     before = features_before_resampling().SessionFeatures().transform(log.events, ids)
     now = SessionFeatures(resample_ms=None, counts=True).transform(log.events, ids)
-    assert set(now.columns) - set(before.columns) == {"mouse_path_repeat_share", "mouse_clicks_per_min"}
+    added = {"mouse_path_repeat_share", "mouse_clicks_per_min", "mouse_straight_share"}
+    assert set(now.columns) - set(before.columns) == added | {"click_copied_share", "mouse_copied_share"}
     pd.testing.assert_frame_equal(now[before.columns], before, check_exact=True)
     resampled = SessionFeatures(resample_ms=STEP_MS, counts=True).transform(log.events, ids)
     assert list(resampled.columns) == list(now.columns)

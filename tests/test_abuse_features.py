@@ -16,7 +16,7 @@ from conftest import SHARED_DATA
 
 
 def assert_same_features(events: pd.DataFrame, session_ids: np.ndarray, keyboard=True, mouse=True):
-    fast = SessionFeatures(keyboard, mouse, counts=True).transform(events, session_ids)
+    fast = SessionFeatures(keyboard, mouse, counts=True, copies=False).transform(events, session_ids)
     slow = reference_features(events, session_ids, keyboard, mouse)
     assert list(fast.columns) == list(slow.columns)
     for column in fast.columns:
@@ -140,14 +140,15 @@ def test_feature_set_sizes():
         for kb, mouse in ((True, True), (True, False), (False, True))
         for counts in (False, True)
     }
-    # counts: duration_s, key_presses and key_pauses (keyboard), mouse_moves and mouse_clicks (mouse)
+    # counts: duration_s, key_presses and key_pauses (keyboard), mouse_moves and mouse_clicks (mouse); with
+    # mouse, copies adds click_copied_share and mouse_copied_share
     assert sizes == {
-        (True, True, False): 65,
+        (True, True, False): 68,
         (True, False, False): 20,
-        (False, True, False): 46,
-        (True, True, True): 70,
+        (False, True, False): 49,
+        (True, True, True): 73,
         (True, False, True): 23,
-        (False, True, True): 49,
+        (False, True, True): 52,
     }
 
 

@@ -154,3 +154,5 @@ def test_a_playback_copies_a_person_of_another_account_even_beside_its_own_owner
         source = _donors(np.random.default_rng(seed), sessions, copies)
         assert (kinds[source] == "human").all()
         assert (users[source] != users[copies]).all()
+        later = copies >= 4  # the first copy has no earlier person of another account to play back
+        assert (source[later] < copies[later]).all()  # played back after it was recorded

@@ -145,9 +145,10 @@ def test_seq_top_features_column_names_flagged_sessions_only(fitted_seq):
     model, log, held_out = fitted_seq
     ids = np.asarray(held_out.session_ids)
     events = session_order(log.events[log.events["session_id"].isin(ids)])
+    inputs = SequenceInputs().transform(events, ids)
     scored = pd.DataFrame({"session_id": ids, "score": model.predict_proba(held_out)})
     scored["flagged"] = scored["score"] >= np.median(scored["score"])
-    column = top_features_column(model, SequenceInputs(), events, scored, 4)
+    column = top_features_column(model, inputs, scored, 4)
     assert (column[~scored["flagged"]] == "").all()
     for text in column[scored["flagged"]]:
         pairs = parse_top(text)

@@ -165,6 +165,7 @@ def train_and_fetch(cfg, tracking_uri: str, tmp_path: Path) -> TrainedRun:
 def test_abuse_lightgbm_model_scores_sessions_from_raw_events_like_the_run(
     compose_cfg, tracking_uri, tmp_path
 ):
+    from airush.abuse.copies import with_copy_rule
     from airush.abuse.data.events import EVENT_COLUMNS
     from airush.abuse.models.lgbm import LightGBMDetector
 
@@ -182,19 +183,22 @@ def test_abuse_lightgbm_model_scores_sessions_from_raw_events_like_the_run(
         "mouse": True,
         "resample_ms": None,
         "counts": False,
+        "copies": True,
     }
+    assert info["copy_share"] == cfg.task.copy_share
 
     expected = pd.read_parquet(Path(cfg.paths.run_dir) / "evaluation" / "test_predictions.parquet")
     assert expected["session_id"].tolist() == splits.session_id["test"].tolist()
     booster = mlflow.lightgbm.load_model(str(local))
     detector = LightGBMDetector.load(local / "data" / "model")
     X = splits.X["test"][detector.feature_names_]
-    np.testing.assert_array_equal(booster.predict(X), expected["score"].to_numpy())
+    # the run's scores: the booster's, through the copy rule (sessions repeating an earlier one's clicks)
+    ruled = with_copy_rule(booster.predict(X), splits.X["test"], cfg.task.copy_share)
+    np.testing.assert_array_equal(ruled, expected["score"].to_numpy())
 
-    # the test sessions' raw events, sessions interleaved row by row, event and button as text
-    events = prepared.log.events
-    events = events[events["session_id"].isin(expected["session_id"])]
-    events = interleave_sessions(events.astype({"event": str, "button": str}), seed=0)
+    # every session's raw events (a played-back session is found beside the earlier one it copies, which
+    # may be outside test), sessions interleaved row by row, event and button as text
+    events = interleave_sessions(prepared.log.events.astype({"event": str, "button": str}), seed=0)
     (scored,) = fresh_predict(
         tracking_uri,
         f"runs:/{trained.run_id}/model",

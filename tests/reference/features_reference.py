@@ -12,7 +12,16 @@ import numpy as np
 import pandas as pd
 
 from airush.abuse.data import BUTTONS, EVENT_KINDS
-from airush.abuse.features import MOUSE_PAUSE_MS, TELEPORT_PX, TYPING_PAUSE_MS, event_codes
+from airush.abuse.features import (
+    MOUSE_PAUSE_MS,
+    STRAIGHT_MIN_AXIS_PX,
+    STRAIGHT_MIN_CHORD_PX,
+    STRAIGHT_MIN_POINTS,
+    STRAIGHT_PX,
+    TELEPORT_PX,
+    TYPING_PAUSE_MS,
+    event_codes,
+)
 from airush.abuse.mouse_actions import ACTION_PAUSE_MS, ACTION_TYPES, MIN_ACTION_ROWS
 
 CODE = {name: i for i, name in enumerate(EVENT_KINDS)}
@@ -142,16 +151,23 @@ def _mouse(session: pd.DataFrame, span: float) -> dict:
     _stats(out, "mouse_turn", turns, quantiles=(0.5,))
     out["mouse_curvature_mean"] = float(np.mean(np.array(turns) / np.array(turn_steps))) if turns else np.nan
 
-    straightness, path, start = [], 0.0, 0
+    straightness, straight, path, start = [], [], 0.0, 0
     for i in range(len(step) + 1):
         if i == len(step) or (i > 0 and dt[i] > MOUSE_PAUSE_MS):
+            ex, ey = (x[i] - x[start], y[i] - y[start]) if i > start else (0.0, 0.0)
+            chord = np.hypot(ex, ey)
             if i > start and path > 20.0:
-                chord = np.hypot(x[i] - x[start], y[i] - y[start])
                 straightness.append(chord / path)
+            long = chord >= STRAIGHT_MIN_CHORD_PX and i - start + 1 >= STRAIGHT_MIN_POINTS
+            if i > start and long and min(abs(ex), abs(ey)) >= STRAIGHT_MIN_AXIS_PX:
+                points = range(start, i + 1)
+                off = max(abs((x[j] - x[start]) * ey - (y[j] - y[start]) * ex) / chord for j in points)
+                straight.append(off < STRAIGHT_PX)
             path, start = 0.0, i
         if i < len(step):
             path += step[i]
     _stats(out, "mouse_straightness", straightness, quantiles=(0.1, 0.5))
+    out["mouse_straight_share"] = float(np.mean(straight)) if straight else np.nan
 
     clicks = _pairs(session, CODE["button_down"], CODE["button_up"], "button_code")
     holds = [session["t_ms"][u] - session["t_ms"][d] for d, u in clicks]

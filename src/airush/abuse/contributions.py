@@ -132,16 +132,19 @@ def top_features_text(explanation: Explanation, row: int, k: int = TOP_K) -> str
     return ";".join(f"{name}:{value:+.3f}" for name, value in explanation.top(row, k).items())
 
 
-def top_features_column(model, pipeline, events: pd.DataFrame, scored: pd.DataFrame, k: int) -> pd.Series:
+def top_features_column(model, inputs, scored: pd.DataFrame, k: int) -> pd.Series:
     """`predict explain=true`'s column: `top_features_text` for each flagged row of `scored` (`session_id,
-    score, flagged`, sessions sorted by id), "" for the others. `events`: the chunk in the schema's types and
-    session order (`airush.abuse.predict.session_order`); only flagged sessions are explained."""
+    score, flagged`, sessions sorted by id), "" for the others. `inputs`: the model inputs the chunk was
+    scored on (a features frame by session id, or event sequences); only flagged sessions are explained."""
     column = pd.Series([""] * len(scored), index=scored.index, dtype=object)
     flagged = scored["flagged"].to_numpy(bool)
     if not flagged.any():
         return column
     ids = scored["session_id"].to_numpy()[flagged]
-    chosen = events[np.isin(events["session_id"].to_numpy(), ids)]
-    explanation = explain(model, pipeline.transform(chosen, ids))
+    if hasattr(inputs, "loc"):
+        chosen = inputs.loc[ids]
+    else:  # event sequences (SessionSequences), by sorted session id
+        chosen = inputs.take(np.searchsorted(inputs.session_ids, ids))
+    explanation = explain(model, chosen)
     column[flagged] = [top_features_text(explanation, i, k) for i in range(len(ids))]
     return column

@@ -15,6 +15,7 @@ from airush.abuse.calibration import (
     fit_calibration,
     reliability_table,
 )
+from airush.abuse.copies import with_copy_rule
 from airush.abuse.explain import save_top_flagged
 from airush.abuse.metrics import (
     best_f1_threshold,
@@ -39,7 +40,8 @@ def evaluate(
     recall per positive kind, false-positive and flag rates at that threshold and at the one flagging
     `task.target_fpr` of valid's humans (`strict_*`), score quantiles, and valid ROC-AUC / PR-AUC for model
     selection (what tuning optimises, so it never sees test); only what the test set's classes define, never
-    a NaN (`defined_metrics`). Session detectors add the Brier score and ECE of their calibrated probability
+    a NaN (`defined_metrics`). Session detectors' scores pass `task.copy_share`'s rule (`with_copy_rule`).
+    Session detectors add the Brier score and ECE of their calibrated probability
     (`airush.abuse.calibration`) and a reliability table and diagram. Test predictions as Parquet."""
     strict, probability = None, None
     if isinstance(model, AccountVerifier):
@@ -48,14 +50,15 @@ def evaluate(
         session_ids = by_session.index.to_numpy()
         valid_metrics = {}
     else:
-        valid_scores = model.predict_proba(splits.X["valid"])
+        copy_share = cfg.task.get("copy_share")
+        valid_scores = with_copy_rule(model.predict_proba(splits.X["valid"]), splits.X["valid"], copy_share)
         threshold = best_f1_threshold(splits.y["valid"], valid_scores)
         strict = threshold_at_fpr(splits.y["valid"], valid_scores, float(cfg.task.get("target_fpr", 0.01)))
         # valid ROC-AUC / PR-AUC, for model selection; NaN when valid holds a single class (nothing to rank:
         # such a run is not comparable, and choosing it by its test score would leak test)
         ranked = ranking_metrics(splits.y["valid"], valid_scores)
         valid_metrics = {f"valid_{k}": v for k, v in ranked.items() if np.isfinite(v)}
-        scores = model.predict_proba(splits.X["test"])
+        scores = with_copy_rule(model.predict_proba(splits.X["test"]), splits.X["test"], copy_share)
         session_ids = splits.session_id["test"]
         # score -> P(bot), fitted on the valid scores the thresholds came from; the MLflow Model saved after
         # this step carries it (`airush.abuse.serving`)

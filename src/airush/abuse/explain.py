@@ -98,20 +98,36 @@ def explain_session(trained, source, session_id: int, out: Path, k: int) -> None
     """`airush explain`: print session `session_id`'s score, whether the run's threshold flags it and its top
     `k` inputs, and draw it to `out` (PNG). `trained`: a recorded run (`TrainedModel`); `source`: the
     `EventSource` holding the session (its labels are not read)."""
+    from airush.abuse.copies import COPIED_COLUMNS, with_copy_rule
     from airush.abuse.plots import save_session_picture
-    from airush.abuse.predict import _unwrap, run_threshold
+    from airush.abuse.predict import _raw_model, _unwrap, run_threshold
 
     model, pipeline = _unwrap(trained)
     threshold = run_threshold(trained.metrics)
-    events = find_session(source, pipeline, session_id, int((trained.config or {}).get("seed", 0)))
-    explanation = explain(model, pipeline.transform(events, np.array([session_id], dtype=np.int64)))
-    score = float(explanation.score[0])
+    chunk = find_session(source, pipeline, session_id, int((trained.config or {}).get("seed", 0)))
+    # featurised with the sessions scored beside it, as `predict` does: one feature compares sessions
+    inputs = pipeline.transform(chunk, np.unique(chunk["session_id"].to_numpy()))
+    inputs = (
+        inputs.loc[[session_id]]
+        if hasattr(inputs, "loc")
+        else inputs.take([int(np.searchsorted(inputs.session_ids, session_id))])
+    )
+    events = chunk[chunk["session_id"].to_numpy() == session_id].reset_index(drop=True)
+    explanation = explain(model, inputs)
+    copy_share = getattr(_raw_model(trained), "copy_share", None)
+    score = float(with_copy_rule(explanation.score, inputs, copy_share)[0])
     flagged = score >= threshold
     top = explanation.top(0, k)
     print(
         f"session {session_id}: score {score:.4f}, {'FLAGGED' if flagged else 'not flagged'} "
         f"(threshold {threshold:.4f}, run {trained.run_id[:8]})"
     )
+    if score > float(explanation.score[0]):
+        shares = ", ".join(f"{name} {inputs[name].iloc[0]:.0%}" for name in COPIED_COLUMNS)
+        print(
+            f"copy rule: it repeats an earlier session ({shares}; at least {copy_share:.0%} raises the "
+            f"model's {explanation.score[0]:.4f} to that share)"
+        )
     print(
         f"top {len(top)} inputs by {UNIT} "
         f"(base {explanation.base[0]:+.3f}, margin {explanation.margin[0]:+.3f}):"
@@ -128,8 +144,8 @@ def explain_session(trained, source, session_id: int, out: Path, k: int) -> None
 
 
 def find_session(source, pipeline, session_id: int, seed: int) -> pd.DataFrame:
-    """Session `session_id`'s events from `source`, in the schema's types and time order from 0 ms; one line
-    when the data has no such session."""
+    """The chunk of `source` (`iter_session_chunks`, as `predict` scores it) holding session `session_id`, in
+    the schema's types and session order; one line when the data has no such session."""
     from airush.abuse.predict import CHUNK_EVENTS, check_devices, session_order
 
     seen, examples = 0, []
@@ -139,7 +155,7 @@ def find_session(source, pipeline, session_id: int, seed: int) -> pd.DataFrame:
     for chunk in chunks:
         ids = chunk["session_id"].to_numpy()
         if (ids == session_id).any():
-            return session_order(chunk[ids == session_id]).reset_index(drop=True)
+            return session_order(chunk).reset_index(drop=True)
         unique = np.unique(ids)
         seen += len(unique)
         examples += unique[: 3 - len(examples)].tolist()

@@ -29,6 +29,10 @@ from airush.compute.grouped import (
 QS = (0.1, 0.5, 0.9)
 TYPING_PAUSE_MS = 2000.0  # a longer key-down gap ends a typing burst
 MOUSE_PAUSE_MS = 300.0  # a longer gap between mouse events ends a stroke
+# a ruler-straight stroke (scripted movers draw lines; a hand's long strokes bend): at least this long (px),
+# this many points, this far off both axes (px; scroll-bar drags run along one), every point this close to
+# the chord (px; positions on a 1 px grid stray up to 0.71 px from the exact line)
+STRAIGHT_MIN_CHORD_PX, STRAIGHT_MIN_POINTS, STRAIGHT_MIN_AXIS_PX, STRAIGHT_PX = 100.0, 5, 3.0, 1.0
 TELEPORT_PX = 250.0  # one sampled step longer than this is a jump no hand makes in ~16 ms
 # a session's size rather than its behaviour: left out unless SessionFeatures(counts=True)
 COUNT_COLUMNS = ("duration_s", "key_presses", "key_pauses", "mouse_moves", "mouse_clicks")
@@ -66,11 +70,26 @@ class CombinedFeatures(FeatureSet):
         self.parts = list(parts)
 
     def chunk_features(self, events: pd.DataFrame, unit_ids: np.ndarray) -> pd.DataFrame:
+        return self._combined([part.chunk_features(events, unit_ids) for part in self._checked()])
+
+    def transform(self, events: pd.DataFrame, unit_ids: np.ndarray, bar=None) -> pd.DataFrame:
+        """Each part's own `transform` (a part may compare sessions with each other, which chunks cannot)."""
+        return self._combined([part.transform(events, unit_ids, bar) for part in self._checked()])
+
+    def n_chunks(self, events: pd.DataFrame, unit_ids: np.ndarray) -> int:
+        return sum(part.n_chunks(events, unit_ids) for part in self.parts)
+
+    def _checked(self) -> list[FeatureSet]:
         from airush.errors import ConfigError
 
         if not self.parts:
             raise ConfigError("features.parts is empty: list at least one feature set")
-        frames = [part.chunk_features(events, unit_ids) for part in self.parts]
+        return self.parts
+
+    @staticmethod
+    def _combined(frames: list[pd.DataFrame]) -> pd.DataFrame:
+        from airush.errors import ConfigError
+
         columns = [c for frame in frames for c in frame.columns]
         repeated = sorted({c for c in columns if columns.count(c) > 1})
         if repeated:
@@ -86,7 +105,8 @@ class SessionFeatures(FeatureSet):
     session's size (COUNT_COLUMNS: its duration, key presses, pauses, moves, clicks). Off by default: how
     long a session is says what the page asked for, not who did it, and a detector that learned the
     generator's session lengths misjudges real sessions of other lengths (issue 14: Balabit's hour-long
-    sessions were flagged for their click counts); rates (events, keys, clicks, pauses per time) stay."""
+    sessions were flagged for their click counts); rates (events, keys, clicks, pauses per time) stay.
+    `copies`: also how much of a session's clicking an earlier session already did (`transform`)."""
 
     ranges: ClassVar[dict[str, str]] = {
         "resample_ms": f"(0, {MOUSE_PAUSE_MS:g}) (ms; null: events as logged)"
@@ -96,6 +116,26 @@ class SessionFeatures(FeatureSet):
     mouse: bool = True
     resample_ms: float | None = None
     counts: bool = False
+    copies: bool = True
+
+    def transform(self, events: pd.DataFrame, unit_ids: np.ndarray, bar=None) -> pd.DataFrame:
+        """The per-session statistics chunk by chunk, then (`copies`, with mouse) the features that compare
+        sessions with each other (airush.abuse.copies.COPIED_COLUMNS), over every session passed."""
+        out = super().transform(events, unit_ids, bar)
+        if self.mouse and self.copies:
+            from airush.abuse.copies import copied_features
+
+            copied = copied_features(
+                events["session_id"].to_numpy(),
+                event_codes(events["event"]),
+                events["x"].to_numpy(np.float64),
+                events["y"].to_numpy(np.float64),
+                np.asarray(unit_ids),
+                click=EVENT_CODE["button_down"],
+                moves=(EVENT_CODE["move"], EVENT_CODE["drag"]),
+            )
+            out = out.assign(**copied)
+        return out
 
     def chunk_features(self, events: pd.DataFrame, session_ids: np.ndarray) -> pd.DataFrame:
         from airush.errors import ConfigError
@@ -278,8 +318,21 @@ def path_kinematics(n, g, chain, a, b, x, y, dx, dy, dt, step) -> dict[str, np.n
         _describe(
             out, "mouse_straightness", (chord / np.maximum(path, 1e-9))[real], g[breaks][real], n, (0.1, 0.5)
         )
+        # ruler-straight strokes: every point within STRAIGHT_PX of the chord over a long, sampled, oblique stroke
+        starts = np.flatnonzero(breaks)
+        cx, cy = (x[last_row] - x[first_row]), (y[last_row] - y[first_row])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            off = np.abs(
+                (x[b] - x[first_row][stroke]) * cy[stroke] - (y[b] - y[first_row][stroke]) * cx[stroke]
+            )
+            deviation = np.maximum.reduceat(off, starts) / chord
+        long = (chord >= STRAIGHT_MIN_CHORD_PX) & (np.diff(np.r_[starts, len(b)]) + 1 >= STRAIGHT_MIN_POINTS)
+        long &= np.minimum(np.abs(cx), np.abs(cy)) >= STRAIGHT_MIN_AXIS_PX
+        straight = (deviation[long] < STRAIGHT_PX).astype(np.float64)
+        out["mouse_straight_share"] = group_mean(straight, g[breaks][long], n)
     else:
         _describe(out, "mouse_straightness", np.empty(0), np.empty(0, np.int64), n, (0.1, 0.5))
+        out["mouse_straight_share"] = np.full(n, np.nan)
     return out
 
 

@@ -128,27 +128,32 @@ def event_counts(events: pd.DataFrame) -> np.ndarray:
     return np.bincount(events["event"].cat.codes.to_numpy(np.int64), minlength=len(EVENT_KINDS))
 
 
-def score_sessions(model, feature_set, events: pd.DataFrame, calibration=None) -> pd.DataFrame:
+def score_sessions(
+    model, feature_set, events: pd.DataFrame, calibration=None, copy_share=None
+) -> pd.DataFrame:
     """`session_id, score` per session of `events` (the abuse events schema, any row order), sessions in the
     order they first appear, and `probability` when a calibration is given; `feature_set` turns schema
-    events into `model`'s inputs (`transform`)."""
+    events into `model`'s inputs (`transform`); `copy_share`: the run's copy rule (`with_copy_rule`)."""
     typed = schema_events(events)
     check_devices(feature_set, event_counts(typed))
     asked = pd.unique(typed["session_id"].to_numpy())
-    scored = _score_ordered(model, feature_set, session_order(typed), calibration)
+    scored, _ = _score_ordered(model, feature_set, session_order(typed), calibration, copy_share)
     return scored.set_index("session_id").loc[asked].reset_index()
 
 
-def _score_ordered(model, feature_set, events: pd.DataFrame, calibration=None) -> pd.DataFrame:
-    """Scores of events in the schema's types and session order (`session_order`), by sorted session id;
-    with `calibration` (`airush.abuse.calibration.Calibration`), their calibrated P(bot) too."""
+def _score_ordered(model, feature_set, events: pd.DataFrame, calibration=None, copy_share=None):
+    """(scores, model inputs) of events in the schema's types and session order (`session_order`), by sorted
+    session id; with `calibration` (`airush.abuse.calibration.Calibration`), their calibrated P(bot) too.
+    Sessions are featurised together: a played-back session is found by comparing it with earlier ones."""
+    from airush.abuse.copies import with_copy_rule
+
     ids = np.unique(events["session_id"].to_numpy())
     X = feature_set.transform(events, ids)
-    scores = np.asarray(model.predict_proba(X), dtype=np.float64)
+    scores = with_copy_rule(model.predict_proba(X), X, copy_share)
     scored = pd.DataFrame({"session_id": ids, "score": scores})
     if calibration is not None:
         scored["probability"] = calibration.probability(scores)
-    return scored
+    return scored, X
 
 
 def feature_pipeline(cfg, model):
@@ -245,6 +250,7 @@ def predictions(trained, source, options=None) -> Iterator[pd.DataFrame]:
     options = options or PredictOptions()
     model, pipeline = _unwrap(trained)
     calibration = getattr(_raw_model(trained), "calibration", None)
+    copy_share = getattr(_raw_model(trained), "copy_share", None)
     threshold = run_threshold(trained.metrics, options.operating_point)
     chunks = source.iter_session_chunks(
         chunk_events=options.chunk_events or CHUNK_EVENTS,
@@ -256,12 +262,10 @@ def predictions(trained, source, options=None) -> Iterator[pd.DataFrame]:
         if not len(events):
             continue
         ordered = session_order(events)
-        scored = _score_ordered(model, pipeline, ordered, calibration)
+        scored, X = _score_ordered(model, pipeline, ordered, calibration, copy_share)
         scored["flagged"] = scored["score"].to_numpy() >= threshold
         if options.explain:
             from airush.abuse.contributions import top_features_column
 
-            scored["top_features"] = top_features_column(
-                model, pipeline, ordered, scored, options.top_features
-            )
+            scored["top_features"] = top_features_column(model, X, scored, options.top_features)
         yield scored

@@ -30,13 +30,7 @@ def path_repeat_share(group: np.ndarray, n: int, x: np.ndarray, y: np.ndarray) -
     m = len(group) - REPEAT_MOVES + 1
     if m <= 0:
         return np.full(n, np.nan)
-    px = np.rint(x * POSITION_GRID).astype(np.int64).view(np.uint64)
-    py = np.rint(y * POSITION_GRID).astype(np.int64).view(np.uint64)
-    point = px * _MIX ^ py * _MIX2
-    key = np.zeros(m, np.uint64)
-    with np.errstate(over="ignore"):
-        for k in range(REPEAT_MOVES):
-            key = (key ^ point[k : k + m]) * _MIX + np.uint64(k + 1)
+    key = ngram_keys(np.rint(x * POSITION_GRID), np.rint(y * POSITION_GRID), REPEAT_MOVES)
     whole = group[:m] == group[REPEAT_MOVES - 1 :]  # all its moves in one session
     g, key = group[:m][whole], key[whole]
     order = np.lexsort((np.arange(len(g)), key, g))  # by session, then hash, then time
@@ -45,3 +39,17 @@ def path_repeat_share(group: np.ndarray, n: int, x: np.ndarray, y: np.ndarray) -
     repeated = np.empty(len(g), np.float64)
     repeated[order] = again
     return group_mean(repeated, g, n)
+
+
+def ngram_keys(cx: np.ndarray, cy: np.ndarray, size: int) -> np.ndarray:
+    """A 64-bit hash of each run of `size` consecutive grid cells (`cx`, `cy`: integer-valued arrays), one per
+    start position 0 .. len - size (callers drop runs that cross a session's end)."""
+    m = len(cx) - size + 1
+    px = np.asarray(cx).astype(np.int64).view(np.uint64)
+    py = np.asarray(cy).astype(np.int64).view(np.uint64)
+    key = np.zeros(max(m, 0), np.uint64)
+    with np.errstate(over="ignore"):
+        point = px * _MIX ^ py * _MIX2
+        for k in range(size):
+            key = (key ^ point[k : k + m]) * _MIX + np.uint64(k + 1)
+    return key

@@ -56,11 +56,14 @@ def _save_events_model(cfg, model, model_dir: Path, out_dir: Path, calibration=N
 
     params = pipeline_params(cfg, model)
     extra = {} if calibration is None else {"calibration": calibration.to_json()}
+    copy_share = cfg.task.get("copy_share")
+    if copy_share is not None:
+        extra["copy_share"] = float(copy_share)
     write_info(model_dir, "abuse", model, serving=f"{__name__}.SessionEventScores", features=params, **extra)
     example = example_events()
     # the run's own features, which the user chose to run: built unchecked here; loading checks them
     pipeline = build_pipeline(params, check_trust=False)
-    output = SessionEventScores(model, pipeline, calibration).predict(example)
+    output = SessionEventScores(model, pipeline, calibration, copy_share).predict(example)
     lightgbm = isinstance(model, LightGBMDetector)
     extra = ("lightgbm",) if lightgbm else ("torch",) if model.inputs == "sequences" else ()
     save_pyfunc(model_dir, out_dir, example, output, None, metadata("abuse", model), extra_requirements=extra)
@@ -157,10 +160,11 @@ class SessionEventScores:
     events), x, y (screen px, NaN on key events), button; event and button as text. `features`: the run's
     feature pipeline (session features, or `SequenceInputs` for model=seq)."""
 
-    def __init__(self, model, features, calibration=None) -> None:
+    def __init__(self, model, features, calibration=None, copy_share: float | None = None) -> None:
         self.model = model
         self.features = features
         self.calibration = calibration
+        self.copy_share = copy_share  # the run's `task.copy_share` (`airush.abuse.copies.with_copy_rule`)
 
     @classmethod
     def from_info(cls, model, directory: Path, info: dict[str, Any]) -> SessionEventScores:
@@ -173,8 +177,13 @@ class SessionEventScores:
                 calibration = Calibration.from_json(info["calibration"])
             except (KeyError, TypeError, ValueError) as err:
                 raise UserError(f"the model's calibration in airush_model.json is not valid: {err}") from None
+        copy_share = info.get("copy_share")
+        if copy_share is not None and not (
+            isinstance(copy_share, int | float) and not isinstance(copy_share, bool) and 0 < copy_share <= 1
+        ):
+            raise UserError(f"the model's copy_share in airush_model.json is not in (0, 1]: {copy_share!r}")
         if "features" in info:
-            return cls(model, build_pipeline(info["features"]), calibration)
+            return cls(model, build_pipeline(info["features"]), calibration, copy_share)
         return cls(model, SequenceInputs(**info.get("events", {})))  # model=seq saved before `features`
 
     def get_raw_model(self) -> SessionEventScores:
@@ -184,4 +193,4 @@ class SessionEventScores:
     def predict(self, data: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from airush.abuse.predict import score_sessions
 
-        return score_sessions(self.model, self.features, data, self.calibration)
+        return score_sessions(self.model, self.features, data, self.calibration, self.copy_share)

@@ -341,6 +341,7 @@ class AbuseTask(Task):
         "test_labels": one_of(TEST_LABELS),
         "calibration": one_of(METHODS),
         "target_fpr": "(0, 1)",
+        "copy_share": "(0, 1] (null: off)",
     }
 
     def __init__(
@@ -356,6 +357,7 @@ class AbuseTask(Task):
         test_labels: str = "data",
         calibration: str = "platt",
         target_fpr: float = 0.01,
+        copy_share: float | None = 0.1,
     ) -> None:
         super().__init__(name, primary_metric)
         self.scope = scope
@@ -368,6 +370,9 @@ class AbuseTask(Task):
         self.test_labels = test_labels
         self.calibration = calibration  # score -> P(bot) map fitted on valid (`airush.abuse.calibration`)
         self.target_fpr = target_fpr  # the `strict_*` operating point: this share of valid's humans flagged
+        self.copy_share = (
+            copy_share  # sessions copying this share of an earlier one's clicks score it at least
+        )
 
     def reported_metrics(self) -> list[str]:
         """What `evaluate` reports (per bot kind too); `threshold` is a setting it chose, not a score."""

@@ -3,8 +3,8 @@
 - replay: a careful replay of another account's whole session, 3% faster or slower, ±0.5 ms jitter per
   event, positions exact; per-session statistics cannot tell it from a person;
 - recorder: an OS macro recorder (TinyTask-, Jitbit-, pynput-style) playing back the start of another
-  account's session in a loop, at a speed factor with its timer's rounding, or with every short gap set to
-  one fixed delay.
+  account's session in a loop, at a speed factor with its timer's rounding, with every short gap set to
+  one fixed delay, or with the recorded delays.
 
 Events are columns (dicts of arrays) in the schema of `airush.abuse.data`, sorted by session then time.
 """
@@ -24,13 +24,17 @@ RECORDER_FIXED_MS = (1.0, 10.0, 16.0)  # "fixed timing" playback: one delay for 
 
 
 def _donors(rng, sessions: pd.DataFrame, copies: np.ndarray) -> np.ndarray:
-    """A person's session from another account for each session in `copies` (positions in `sessions`)."""
+    """A person's session from another account for each session in `copies` (positions in `sessions`, whose
+    rows are in the order sessions began), recorded before it: one can only play back what already happened."""
     kinds = sessions["kind"].to_numpy()
     donors = np.flatnonzero(kinds == HUMAN)
     users = sessions["user_id"].to_numpy()
-    source = donors[rng.integers(0, len(donors), len(copies))]
-    for i in np.flatnonzero(users[source] == users[copies]):  # few: draw again among other accounts' people
-        others = donors[users[donors] != users[copies[i]]]
+    earlier = np.searchsorted(donors, copies)  # donors[:earlier[i]] began before copy i
+    source = donors[np.floor(rng.random(len(copies)) * np.maximum(earlier, 1)).astype(np.int64)]
+    for i in np.flatnonzero((users[source] == users[copies]) | (source > copies)):  # few: draw again
+        others = donors[(users[donors] != users[copies[i]]) & (donors < copies[i])]
+        if not len(others):  # one of the first sessions: a later person's is all there is to copy
+            others = donors[users[donors] != users[copies[i]]]
         if len(others):  # else every person is on this account: its own owner is all there is to copy
             source[i] = others[rng.integers(0, len(others))]
     return source
@@ -93,9 +97,10 @@ def replay_copies(rng, events, sessions, replay, ids) -> dict:
 
 def recorder_copies(rng, events, sessions, rec, ids) -> dict:
     """A macro recorder's playback of another account's session for each recorder session: the first
-    30-100% of it (the recording), played 1-3 times in a loop with a pause between, either at a speed
-    factor with every delay rounded up to the player's timer (1 or 15.625 ms), or with every gap shorter
-    than 300 ms replaced by one fixed delay. Positions and keys as recorded."""
+    30-100% of it (the recording), played 1-3 times in a loop with a pause between, in one of three ways
+    (a third each): at a speed factor with every delay rounded up to the player's timer (1 or 15.625 ms),
+    with every gap shorter than 300 ms replaced by one fixed delay, or with the recorded delays (a player
+    with a high-resolution clock). Positions and keys as recorded."""
     source = _donors(rng, sessions, rec)
     sid, t_all = events["session_id"], events["t_ms"]
     frames = []
@@ -103,11 +108,13 @@ def recorder_copies(rng, events, sessions, rec, ids) -> dict:
         lo, hi = np.searchsorted(sid, ids[donor], "left"), np.searchsorted(sid, ids[donor], "right")
         end = min(hi, lo + max(2, int(np.ceil((hi - lo) * rng.uniform(0.3, 1.0)))))
         gaps = np.diff(t_all[lo:end], prepend=t_all[lo])
-        if rng.random() < 0.5:
+        mode = rng.integers(0, 3)
+        if mode == 0:
             timer = rng.choice([1.0, 15.625])
             gaps = np.ceil(gaps / rng.choice(RECORDER_SPEEDS) / timer) * timer
-        else:
+        elif mode == 1:
             gaps = np.where(gaps < 300.0, rng.choice(RECORDER_FIXED_MS), gaps)
+        # else as recorded: a player with a high-resolution clock keeps the recording's own delays
         loops = int(rng.integers(1, 4))
         part = {c: np.tile(v[lo:end], loops) for c, v in events.items()}
         g = np.tile(gaps, loops)

@@ -164,9 +164,10 @@ class SyntheticSessions(EventSource):
 
 def assign_sessions(rng, n_users: int, per_user: int, bot_share: float, bot_kinds: list[str]) -> pd.DataFrame:
     """Bots live on a few accounts (each driven by one tool, kinds spread evenly), taking about half of those
-    accounts' sessions: the owner logs in too, as with a shared or hijacked account."""
+    accounts' sessions: the owner logs in too, as with a shared or hijacked account. Session ids are in the
+    order the sessions began (the schema's convention), so accounts' sessions interleave."""
     n = n_users * per_user
-    user = np.repeat(np.arange(n_users), per_user)
+    user = rng.permutation(np.repeat(np.arange(n_users), per_user))
     kind = np.full(n, HUMAN, dtype=object)
     n_bot = round(bot_share * n)
     if n_bot and bot_kinds:
