@@ -180,5 +180,5 @@ def test_a_copy_share_read_from_a_model_file_is_checked(tmp_path, value):
         SessionEventScores.from_info(None, tmp_path, {"features": features, "copy_share": 0.1}).copy_share
         == 0.1
     )
-    with pytest.raises(UserError, match="copy_share in airush_model.json is not in"):
+    with pytest.raises(UserError, match=r"copy_share in airush_model\.json is not in"):
         SessionEventScores.from_info(None, tmp_path, {"features": features, "copy_share": value})

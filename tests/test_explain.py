@@ -243,8 +243,8 @@ def test_predict_explain_true_names_top_features_of_flagged_sessions(lgbm_run):
     with trained_model(uri, run_id) as trained:
         model, pipeline = _unwrap(trained)
         ids = np.sort(named.index.to_numpy())
-        events = log.events[log.events["session_id"].isin(ids)]
-        explanation = explain(model, pipeline.transform(events, ids))
+        every = np.sort(log.sessions["session_id"].to_numpy())  # featurised together, as predict does
+        explanation = explain(model, pipeline.transform(log.events, every).loc[ids])
     for row, session_id in enumerate(explanation.session_ids):
         expected = explanation.top(row, 5)
         names, values = zip(*named.loc[session_id], strict=True)
