@@ -106,7 +106,7 @@ class SessionFeatures(FeatureSet):
     long a session is says what the page asked for, not who did it, and a detector that learned the
     generator's session lengths misjudges real sessions of other lengths (issue 14: Balabit's hour-long
     sessions were flagged for their click counts); rates (events, keys, clicks, pauses per time) stay.
-    `copies`: also how much of a session's clicking an earlier session already did (`transform`)."""
+    `copies`: also how much of a session's clicking and pointing an earlier session already did (`transform`)."""
 
     ranges: ClassVar[dict[str, str]] = {
         "resample_ms": f"(0, {MOUSE_PAUSE_MS:g}) (ms; null: events as logged)"
@@ -121,21 +121,19 @@ class SessionFeatures(FeatureSet):
     def transform(self, events: pd.DataFrame, unit_ids: np.ndarray, bar=None) -> pd.DataFrame:
         """The per-session statistics chunk by chunk, then (`copies`, with mouse) the features that compare
         sessions with each other (airush.abuse.copies.COPIED_COLUMNS), over every session passed."""
-        out = super().transform(events, unit_ids, bar)
-        if self.mouse and self.copies:
-            from airush.abuse.copies import copied_features
+        if not (self.mouse and self.copies):
+            return super().transform(events, unit_ids, bar)
+        from airush.abuse.copies import CopiedRuns
 
-            copied = copied_features(
-                events["session_id"].to_numpy(),
-                event_codes(events["event"]),
-                events["x"].to_numpy(np.float64),
-                events["y"].to_numpy(np.float64),
-                np.asarray(unit_ids),
-                click=EVENT_CODE["button_down"],
-                moves=(EVENT_CODE["move"], EVENT_CODE["drag"]),
-            )
-            out = out.assign(**copied)
-        return out
+        runs = CopiedRuns(click=EVENT_CODE["button_down"], moves=(EVENT_CODE["move"], EVENT_CODE["drag"]))
+
+        def chunk_features(chunk: pd.DataFrame, ids: np.ndarray) -> pd.DataFrame:
+            x, y = (chunk[c].to_numpy(np.float64) for c in ("x", "y"))
+            runs.add(chunk["session_id"].to_numpy(), event_codes(chunk["event"]), x, y)
+            return self.chunk_features(chunk, ids)
+
+        out = transform_in_chunks(chunk_features, events, unit_ids, bar)
+        return out.assign(**runs.shares(np.asarray(unit_ids)))
 
     def chunk_features(self, events: pd.DataFrame, session_ids: np.ndarray) -> pd.DataFrame:
         from airush.errors import ConfigError

@@ -5,9 +5,10 @@ events (one row per input event, sorted by session_id then t_ms):
     key int16 (virtual key code, -1 for mouse events) · x, y float32 (screen px, NaN for key events)
     button category (BUTTONS; "none" for moves and key events)
 sessions (one row per session):
-    session_id int64 (in the order sessions began: features that compare a session with earlier ones, such as
-    `airush.abuse.copies`, read a larger id as later) · user_id int64 (the account) · label int8 (1 = bot/intruder) · kind str ("human" or a bot kind)
-    · part str, optional: "train"/"test" where the data set fixes its own split (Balabit)
+    session_id int64 (in the order sessions began: features that compare a session with earlier ones, such
+    as `airush.abuse.copies`, read a larger id as later) · user_id int64 (the account) · label int8 (1 =
+    bot/intruder) · kind str ("human" or a bot kind) · part str, optional: "train"/"test" where the data
+    set fixes its own split (Balabit)
 """
 
 from __future__ import annotations
