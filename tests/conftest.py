@@ -28,8 +28,39 @@ SMALL = {
 }
 
 
+@pytest.fixture(scope="session")
+def migrated_empty_store(tmp_path_factory) -> Path:
+    """An empty sqlite MLflow store with its schema migrated, made once per pytest worker: migrating a new
+    store takes a second or more, copying the file does not. Its default experiment (0) is taken out, so that
+    the first client of each copy creates it as in a new store, with the artifact root of that client (a
+    copied row would point into this template's folder)."""
+    import sqlite3
+
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    folder = tmp_path_factory.mktemp("empty_store")
+    path = folder / "mlflow.db"
+    store = SqlAlchemyStore(f"sqlite:///{path}", (folder / "mlartifacts").as_uri())
+    store.engine.dispose()
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("DELETE FROM experiment_tags")
+        db.execute("DELETE FROM experiments")
+    return path
+
+
 @pytest.fixture
-def tracking_uri(tmp_path: Path) -> str:
+def new_tracking_uri(tmp_path: Path) -> str:
+    """A sqlite store that does not exist yet: for tests of what creates it (the first runs race on it) or
+    refuses a store that is not there."""
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path, migrated_empty_store: Path) -> str:
+    """This test's own sqlite store, `mlflow.db` in its tmp_path, empty (no experiment, no run) but already
+    migrated: a copy of `migrated_empty_store`. Artifacts of airush's experiments go beside it, to
+    tmp_path/mlartifacts."""
+    shutil.copy(migrated_empty_store, tmp_path / "mlflow.db")
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 

@@ -168,13 +168,13 @@ def test_help_and_cfg_job_work_from_any_directory(tmp_path):
 
 
 @pytest.mark.slow
-def test_concurrent_runs_get_their_own_dirs_and_runs(tmp_path, tracking_uri):
+def test_concurrent_runs_get_their_own_dirs_and_runs(tmp_path, new_tracking_uri):
     import subprocess
 
     from conftest import AIRUSH
 
     env = {k: v for k, v in __import__("os").environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["MLFLOW_TRACKING_URI"] = tracking_uri
+    env["MLFLOW_TRACKING_URI"] = new_tracking_uri
     jobs = [  # the first three also race to create the sqlite store
         subprocess.Popen([AIRUSH, "task=music", "model=pop", f"seed={seed}", *SMALL["music"]], cwd=tmp_path, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -183,7 +183,7 @@ def test_concurrent_runs_get_their_own_dirs_and_runs(tmp_path, tracking_uri):
     assert [job.wait(timeout=300) for job in jobs] == [0, 0, 0], [job.stderr.read() for job in jobs]
     run_dirs = list((tmp_path / "outputs" / "runs").glob("*/*"))
     assert len(run_dirs) == 3
-    client = mlflow.MlflowClient(tracking_uri)
+    client = mlflow.MlflowClient(new_tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("music").experiment_id])
     assert sorted(r.data.params["seed"] for r in runs) == ["1", "2", "3"]
 

@@ -307,18 +307,18 @@ def test_the_users_features_add_their_columns(abuse_run, store, user):
 
 
 @pytest.mark.slow
-def test_combined_features_need_no_convert_flag(user, tmp_path):
+def test_combined_features_need_no_convert_flag(user, tmp_path, tracking_uri):
     text = (user / "airush_example" / "conf" / "features" / "with_idle.yaml").read_text()
     plain = "\n".join(line for line in text.splitlines() if not line.startswith("_convert_"))
     (tmp_path / "conf" / "features").mkdir(parents=True)
     (tmp_path / "conf" / "features" / "with_idle_plain.yaml").write_text(plain)
     args = ["--config-dir", str(tmp_path / "conf"), "features=with_idle_plain", "model.num_boost_round=20"]
-    run_id_of(airush([*args, *SMALL["abuse"]], tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}", user))
+    run_id_of(airush([*args, *SMALL["abuse"]], tmp_path, tracking_uri, user))
 
 
 @pytest.mark.slow
-def test_a_sweep_over_the_users_model_records_a_parent_and_its_children(user, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_a_sweep_over_the_users_model_records_a_parent_and_its_children(user, tmp_path, tracking_uri):
+    uri = tracking_uri
     conf = str(user / "airush_example" / "conf")
     result = airush(["--config-dir", conf, "-m", *ABUSE, "model.C=0.1,1.0"], tmp_path, uri, user)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -331,10 +331,10 @@ def test_a_sweep_over_the_users_model_records_a_parent_and_its_children(user, tm
 
 
 @pytest.mark.slow
-def test_the_users_search_space_tunes_the_users_model(user, tmp_path):
+def test_the_users_search_space_tunes_the_users_model(user, tmp_path, tracking_uri):
     import yaml
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_uri
     conf = str(user / "airush_example" / "conf")
     sweep_dir = tmp_path / "tune"
     args = ["--config-dir", conf, "-m", "hparams_search=abuse_sklearn_logreg", "hydra.sweeper.n_trials=2"]
@@ -362,8 +362,8 @@ print("served", len(served))
 
 
 @pytest.mark.slow
-def test_the_users_recommender_on_the_users_play_logs_serves_the_runs_top_n(user, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_the_users_recommender_on_the_users_play_logs_serves_the_runs_top_n(user, tmp_path, tracking_uri):
+    uri = tracking_uri
     data = user / "data"
     args = [
         "--config-dir",
@@ -437,8 +437,8 @@ def test_the_users_data_source_reads_listens_and_names_a_bad_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_users_data_source_runs_and_a_bad_file_is_one_line(user, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_the_users_data_source_runs_and_a_bad_file_is_one_line(user, tmp_path, tracking_uri):
+    uri = tracking_uri
     path = tmp_path / "listens.jsonl"
     write_listens(path)
     conf = str(user / "airush_example" / "conf")
@@ -466,8 +466,8 @@ print(json.dumps(airush.run(cfg)))
 
 
 @pytest.mark.slow
-def test_the_python_api_runs_the_users_model(user, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_the_python_api_runs_the_users_model(user, tmp_path, tracking_uri):
+    uri = tracking_uri
     conf = str(user / "airush_example" / "conf")
     result = python(API_RUN, [json.dumps(ABUSE), conf], tmp_path, uri, user)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -500,12 +500,12 @@ def installed(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_the_installed_plugin_is_found_without_config_dir(installed, tmp_path):
+def test_the_installed_plugin_is_found_without_config_dir(installed, tmp_path, tracking_uri):
     help_text = airush(["--help"], tmp_path, None, installed)
     assert help_text.returncode == 0, help_text.stderr
     assert "sklearn_logreg" in help_text.stdout and "coplay" in help_text.stdout
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_uri
     run_id = run_id_of(airush([*ABUSE, "features=with_idle"], tmp_path, uri, installed))
     assert client(uri).get_run(run_id).data.tags["airush.model"] == "sklearn_logreg"
     again = airush(["reproduce", run_id], tmp_path, uri, installed, TRUSTED)

@@ -198,7 +198,7 @@ def _runs(tracking_uri: str, experiment: str):
 
 
 @pytest.mark.slow
-def test_music_als_search_beats_the_defaults_and_continues_its_study(tmp_path):
+def test_music_als_search_beats_the_defaults_and_continues_its_study(tmp_path, tracking_uri):
     import optuna
     from optuna.trial import TrialState
 
@@ -210,7 +210,7 @@ def test_music_als_search_beats_the_defaults_and_continues_its_study(tmp_path):
     (baseline_run,) = client.search_runs([client.get_experiment_by_name("music").experiment_id])
     baseline = baseline_run.data.metrics["valid_ndcg_at_10"]
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_uri
     args = ["-m", "task=music", "hparams_search=music_als", *SMALL["music"]]
     first = run_airush([*args, "hydra.sweeper.n_trials=6"], cwd=tmp_path, tracking_uri=uri, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]

@@ -182,9 +182,9 @@ def test_refusals_leave_no_output_file(music_run):
 
 
 @pytest.mark.slow
-def test_users_the_model_never_saw(tmp_path):
+def test_users_the_model_never_saw(tmp_path, tracking_uri):
     """pop cannot score a new user: refused in one line (or skipped on request); ease scores their history."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_uri
     result = run_airush(["task=music", "model=pop", *SMALL["music"]], tmp_path, uri)
     assert result.returncode == 0, result.stderr[-3000:]
     pop = last_run_id(uri)
@@ -252,11 +252,11 @@ def test_serve_music_answers_like_the_pyfunc(music_run):
 
 
 @pytest.mark.slow
-def test_serve_abuse_sequence_model_takes_raw_events(tmp_path):
+def test_serve_abuse_sequence_model_takes_raw_events(tmp_path, tracking_uri):
 
     from airush.abuse.serving import example_events
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_uri
     result = run_airush(["task=abuse", "model=seq", "model.max_epochs=2", *SMALL["abuse"]], tmp_path, uri)
     assert result.returncode == 0, result.stderr[-3000:]
     run_id = last_run_id(uri)

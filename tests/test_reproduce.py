@@ -150,15 +150,15 @@ def test_reproduce_tags_what_it_cannot_vouch_for(tmp_path, tracking_uri):
 
 
 @pytest.mark.slow
-def test_reproduce_mistakes_are_one_line(tmp_path, tracking_uri):
-    missing = run_airush(["reproduce", "0123abc", "--tracking-uri", tracking_uri], tmp_path)
+def test_reproduce_mistakes_are_one_line(tmp_path, new_tracking_uri):
+    missing = run_airush(["reproduce", "0123abc", "--tracking-uri", new_tracking_uri], tmp_path)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     assert "no MLflow store" in missing.stderr
     args = ["task=music", "model=pop", *SMALL["music"]]
-    assert run_airush(args, tmp_path, tracking_uri).returncode == 0
-    unknown = run_airush(["reproduce", "0123abc", "--tracking-uri", tracking_uri], tmp_path)
+    assert run_airush(args, tmp_path, new_tracking_uri).returncode == 0
+    unknown = run_airush(["reproduce", "0123abc", "--tracking-uri", new_tracking_uri], tmp_path)
     assert unknown.returncode == 2 and unknown.stderr.strip() == (
-        f"airush: error: no run '0123abc' in MLflow store {tracking_uri}"
+        f"airush: error: no run '0123abc' in MLflow store {new_tracking_uri}"
     )
 
 

@@ -104,7 +104,7 @@ def test_rerunning_a_sweep_reuses_finished_jobs_unless_told_not_to(tmp_path, tra
 
 
 @pytest.mark.slow
-def test_eight_parallel_jobs_share_one_new_sqlite_store(tmp_path, tracking_uri):
+def test_eight_parallel_jobs_share_one_new_sqlite_store(tmp_path, new_tracking_uri):
     """Eight jobs open one store that does not exist yet. Once is enough: without the store lock, 8 processes
     creating one new sqlite store at once fail nearly every time (7-8 of 8 crashed on the schema migrations in
     each of 3 tries), so a broken lock cannot slip through a single sweep."""
@@ -112,12 +112,12 @@ def test_eight_parallel_jobs_share_one_new_sqlite_store(tmp_path, tracking_uri):
     result = run_airush(
         ["-m", *MUSIC, "model=pop", f"seed={seeds}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=8"],
         tmp_path,
-        tracking_uri,
+        new_tracking_uri,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "locked" not in result.stderr
-    _, parents, children = _runs(tracking_uri)
+    _, parents, children = _runs(new_tracking_uri)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert sorted(int(r.data.params["seed"]) for r in children) == list(range(1, 9))
     assert all(r.info.status == "FINISHED" for r in children)

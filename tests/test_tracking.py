@@ -108,3 +108,31 @@ def test_credentials_leave_the_uri_runs_use_and_no_other(monkeypatch):
     take_credentials_out_of_uris(["task=music"])
     assert os.environ["MLFLOW_TRACKING_URI"] == "http://server1:5000"
     assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == ("a", "b")
+
+
+def test_the_tracking_uri_fixture_is_a_migrated_store_of_this_test_alone(tmp_path, tracking_uri, monkeypatch):
+    """conftest's `tracking_uri` copies one migrated template store: the copy is this test's file, empty, and
+    what is logged to it (airush's experiment, and the default experiment a client creates) lands in this
+    test's tmp_path, not in the template's folder."""
+    import mlflow
+
+    from airush.tracking.store import open_experiment
+
+    monkeypatch.chdir(tmp_path)
+    assert tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}" and (tmp_path / "mlflow.db").is_file()
+    client, experiment_id = open_experiment(tracking_uri, "abuse", None)
+    default = client.get_experiment("0")  # made by this test's first client, as in a new store
+    assert default.artifact_location == str(tmp_path / "mlruns" / "0")
+    assert [e.name for e in client.search_experiments()] == ["abuse", "Default"]
+    assert experiment_id == "1" and not client.search_runs(["0", experiment_id])
+    run = client.create_run(experiment_id)
+    (tmp_path / "note.txt").write_text("hello")
+    client.log_artifact(run.info.run_id, str(tmp_path / "note.txt"))
+    client.set_terminated(run.info.run_id)
+    assert (
+        tmp_path / "mlartifacts" / "abuse" / run.info.run_id / "artifacts" / "note.txt"
+    ).read_text() == "hello"
+    in_default = client.create_run("0")
+    client.log_artifact(in_default.info.run_id, str(tmp_path / "note.txt"))
+    assert (tmp_path / "mlruns" / "0" / in_default.info.run_id / "artifacts" / "note.txt").is_file()
+    assert mlflow.MlflowClient(tracking_uri).get_experiment_by_name("abuse").experiment_id == experiment_id
