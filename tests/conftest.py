@@ -12,6 +12,11 @@ from pathlib import Path
 
 import pytest
 
+# ranx, the independent implementation the ranking metrics are checked against, compiles its metrics with
+# numba on first use: ~60 s of one worker per fresh venv (and again per process without a warm cache),
+# while the tests' cases are small enough that its plain Python runs in seconds. Same code, not compiled.
+os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 AIRUSH = shutil.which("airush", path=str(Path(sys.executable).parent)) or "airush"
