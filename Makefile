@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test test-fast lint bench ui clean
 
-# --no-compile: a module is byte-compiled when first imported, not every file of the venv at install (measured:
-# one install of everything 33 s instead of 94 s)
-PIP := $(BIN)/python -m pip install --quiet --no-compile
+# byte-compiled at install (pip's default): where PYTHONDONTWRITEBYTECODE is set, as on our CI box, a module
+# is never compiled on import, so a venv installed with --no-compile recompiles torch & co. in every process
+PIP := $(BIN)/python -m pip install --quiet
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
