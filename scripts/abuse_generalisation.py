@@ -33,6 +33,7 @@ rule (conf/task/abuse.yaml `copy_share`, airush.abuse.copies), as the shipped de
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from pathlib import Path
 
@@ -69,14 +70,19 @@ def build(group: str, name: str, **overrides):
     return instantiate(cfg, **overrides)
 
 
-def scored(model, X) -> np.ndarray:
-    """The shipped detector's scores: the model's, through the task's copy rule (`task.copy_share`)."""
+@functools.cache
+def copy_share() -> float | None:
+    """The shipped task's copy rule (conf/task/abuse.yaml `task.copy_share`)."""
     from omegaconf import OmegaConf
 
+    return OmegaConf.load(CONF / "task" / "abuse.yaml").task.copy_share
+
+
+def scored(model, X) -> np.ndarray:
+    """The shipped detector's scores: the model's, through the task's copy rule."""
     from airush.abuse.copies import with_copy_rule
 
-    copy_share = OmegaConf.load(CONF / "task" / "abuse.yaml").task.copy_share
-    return with_copy_rule(model.predict_proba(X), X, copy_share)
+    return with_copy_rule(model.predict_proba(X), X, copy_share())
 
 
 def auc(pos: np.ndarray, neg: np.ndarray) -> float:

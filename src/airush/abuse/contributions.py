@@ -132,6 +132,14 @@ def top_features_text(explanation: Explanation, row: int, k: int = TOP_K) -> str
     return ";".join(f"{name}:{value:+.3f}" for name, value in explanation.top(row, k).items())
 
 
+def rows_of(inputs, ids: np.ndarray):
+    """The model inputs of sessions `ids`: rows of a features frame (indexed by session id) or of event
+    sequences (`SessionSequences`, sorted by session id)."""
+    if hasattr(inputs, "loc"):
+        return inputs.loc[ids]
+    return inputs.take(np.searchsorted(inputs.session_ids, ids))
+
+
 def top_features_column(model, inputs, scored: pd.DataFrame, k: int) -> pd.Series:
     """`predict explain=true`'s column: `top_features_text` for each flagged row of `scored` (`session_id,
     score, flagged`, sessions sorted by id), "" for the others. `inputs`: the model inputs the chunk was
@@ -141,10 +149,6 @@ def top_features_column(model, inputs, scored: pd.DataFrame, k: int) -> pd.Serie
     if not flagged.any():
         return column
     ids = scored["session_id"].to_numpy()[flagged]
-    if hasattr(inputs, "loc"):
-        chosen = inputs.loc[ids]
-    else:  # event sequences (SessionSequences), by sorted session id
-        chosen = inputs.take(np.searchsorted(inputs.session_ids, ids))
-    explanation = explain(model, chosen)
+    explanation = explain(model, rows_of(inputs, ids))
     column[flagged] = [top_features_text(explanation, i, k) for i in range(len(ids))]
     return column

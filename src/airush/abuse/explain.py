@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from airush.abuse.contributions import UNIT, Explanation, can_explain, explain
+from airush.abuse.contributions import UNIT, Explanation, can_explain, explain, rows_of
 from airush.errors import UserError
 
 TOP_SESSIONS = 5  # flagged test sessions a run explains with a picture each
@@ -107,11 +107,7 @@ def explain_session(trained, source, session_id: int, out: Path, k: int) -> None
     chunk = find_session(source, pipeline, session_id, int((trained.config or {}).get("seed", 0)))
     # featurised with the sessions scored beside it, as `predict` does: one feature compares sessions
     inputs = pipeline.transform(chunk, np.unique(chunk["session_id"].to_numpy()))
-    inputs = (
-        inputs.loc[[session_id]]
-        if hasattr(inputs, "loc")
-        else inputs.take([int(np.searchsorted(inputs.session_ids, session_id))])
-    )
+    inputs = rows_of(inputs, np.array([session_id], dtype=np.int64))
     events = chunk[chunk["session_id"].to_numpy() == session_id].reset_index(drop=True)
     explanation = explain(model, inputs)
     copy_share = getattr(_raw_model(trained), "copy_share", None)

@@ -249,8 +249,8 @@ def predictions(trained, source, options=None) -> Iterator[pd.DataFrame]:
 
     options = options or PredictOptions()
     model, pipeline = _unwrap(trained)
-    calibration = getattr(_raw_model(trained), "calibration", None)
-    copy_share = getattr(_raw_model(trained), "copy_share", None)
+    raw = _raw_model(trained)
+    calibration, copy_share = getattr(raw, "calibration", None), getattr(raw, "copy_share", None)
     threshold = run_threshold(trained.metrics, options.operating_point)
     chunks = source.iter_session_chunks(
         chunk_events=options.chunk_events or CHUNK_EVENTS,
